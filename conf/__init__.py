@@ -1,0 +1,1 @@
+"""Hydra configs shipped with mephisto-quals (installed as ``mephisto_quals.conf``)."""

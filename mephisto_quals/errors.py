@@ -1,0 +1,41 @@
+"""Exceptions raised by mephisto-quals, one hierarchy so callers can catch them all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Sequence
+
+__all__ = ["QualsError", "QualsConfigError", "Problem"]
+
+
+class QualsError(Exception):
+    """Base class of every error mephisto-quals raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad config value: where it is, what it was, and what would be valid."""
+
+    path: str
+    value: Any
+    expected: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.value!r} is not valid; {self.expected}"
+
+
+class QualsConfigError(QualsError, ValueError):
+    """A qualification config that must not launch, listing every problem found.
+
+    Raised before anything is written to the Mephisto database, so a failed launch
+    leaves no task run and no qualification behind.
+    """
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems: List[Problem] = list(problems)
+        if len(self.problems) == 1:
+            message = f"invalid qualification config: {self.problems[0]}"
+        else:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            message = f"invalid qualification config ({len(self.problems)} problems):\n{lines}"
+        super().__init__(message)

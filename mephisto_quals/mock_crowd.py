@@ -1,0 +1,172 @@
+"""Drive mock workers through a live Mephisto run on the mock architect, and stop it fast.
+
+Used by the demo and the tests: the same websocket packets a browser would send, through
+Mephisto's real Operator, worker pool and qualification gate.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+if TYPE_CHECKING:
+    from mephisto.operations.datatypes import LiveTaskRun
+    from mephisto.operations.operator import Operator
+
+__all__ = ["Arrival", "MockRun", "free_port", "speed_up_mephisto", "stop_operator"]
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def speed_up_mephisto() -> None:
+    """Shorten Mephisto's polling sleeps (10 s each) so mock runs launch and stop in a second.
+
+    Call before creating the Operator: its run tracker reads the poll time as it loops.
+    """
+    from mephisto.operations import operator, task_launcher
+
+    task_launcher.UNIT_GENERATOR_WAIT_SECONDS = 0.2  # type: ignore[attr-defined]
+    operator.RUN_STATUS_POLL_TIME = 0.2  # type: ignore[attr-defined]
+
+
+def stop_operator(operator: "Operator") -> None:
+    """Shut an operator and its mock runs down in about a second.
+
+    The order matters: client channels close before the mock servers stop (otherwise each
+    websocket close waits out its timeout), then units expire and the loop's tracker ends.
+    ``Operator.shutdown`` waits for in-flight work and ``force_shutdown`` takes ~10 s here.
+    """
+    operator.is_shutdown = True
+    for live_run in list(operator.get_running_task_runs().values()):
+        for step in (
+            live_run.client_io.shutdown,
+            live_run.task_launcher.shutdown,
+            live_run.task_launcher.expire_units,
+            live_run.architect.shutdown,
+            live_run.task_runner.shutdown,
+            live_run.worker_pool.shutdown,
+        ):
+            try:
+                step()
+            except Exception:  # best effort: keep stopping the rest
+                pass
+    operator._task_runs_tracked.clear()
+    operator._event_loop.run_until_complete(operator.shutdown_async())
+
+
+@dataclass
+class Arrival:
+    """What Mephisto answered a worker who asked for work."""
+
+    worker_name: str
+    details: Dict[str, Any]
+
+    @property
+    def agent_id(self) -> Optional[str]:
+        return self.details.get("agent_id")
+
+    @property
+    def failure(self) -> Optional[str]:
+        return self.details.get("failure_reason")
+
+    @property
+    def got_onboarding(self) -> bool:
+        return bool(self.agent_id) and str(self.agent_id).startswith("onboarding")
+
+    @property
+    def got_unit(self) -> bool:
+        return bool(self.agent_id) and not self.got_onboarding
+
+
+def _record_answers(server: Any) -> Dict[str, Dict[str, Any]]:
+    """Keep every answer the mock server receives, by request id.
+
+    The mock server only remembers its last packet, which a status update can overwrite
+    before we read it; a subclass whose ``last_packet`` setter also files each answer
+    keeps them all.
+    """
+    answers: Dict[str, Dict[str, Any]] = {}
+    base = type(server)
+
+    def _set(self: Any, packet: Optional[Dict[str, Any]]) -> None:
+        self.__dict__["last_packet"] = packet
+        data = (packet or {}).get("data")
+        if isinstance(data, dict) and "request_id" in data:
+            answers[data["request_id"]] = data
+
+    server.__class__ = type(
+        "RecordingMockServer",
+        (base,),
+        {"last_packet": property(lambda self: self.__dict__.get("last_packet"), _set)},
+    )
+    return answers
+
+
+class MockRun:
+    """One launched task run on the mock architect, and its mock workers."""
+
+    def __init__(self, operator: "Operator", task_run_id: str, timeout: float = 15.0):
+        self.operator = operator
+        self.task_run_id = task_run_id
+        self.timeout = timeout
+        self.live_run: "LiveTaskRun" = operator.get_running_task_runs()[task_run_id]
+        self.server = self.live_run.architect.server  # type: ignore[attr-defined]
+        self._answers: Dict[str, Dict[str, Any]] = _record_answers(self.server)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        # The channel must be up and settled before the first packet, or a request can be lost.
+        if not self.operator._run_loop_until(lambda: len(self.server.subs) > 0, self.timeout):
+            raise TimeoutError("the mock server's channel did not come up")
+        self.operator._run_loop_until(lambda: False, 1.0)
+
+    def _send(self, packet: Dict[str, Any]) -> None:
+        self.server._send_message(packet)
+
+    def _await_answer(self, request_id: str) -> Dict[str, Any]:
+        if not self.operator._run_loop_until(lambda: request_id in self._answers, self.timeout):
+            raise TimeoutError(f"no answer from Mephisto to request {request_id}")
+        return self._answers[request_id]
+
+    def arrive(self, worker_name: str) -> Arrival:
+        """A worker opens the task and asks for work; returns Mephisto's answer."""
+        from mephisto.data_model.packet import PACKET_TYPE_REGISTER_AGENT
+
+        request_id = f"register-{uuid.uuid4()}"
+        self._send(
+            {
+                "packet_type": PACKET_TYPE_REGISTER_AGENT,
+                "subject_id": "MockServer",
+                "data": {
+                    "request_id": request_id,
+                    "provider_data": {"worker_name": worker_name, "agent_registration_id": request_id},
+                },
+            }
+        )
+        return Arrival(worker_name, self._await_answer(request_id))
+
+    def submit_onboarding(self, arrival: Arrival, passed: bool) -> Arrival:
+        """Submit the mock onboarding (the mock blueprint passes on ``should_pass``)."""
+        from mephisto.data_model.packet import PACKET_TYPE_SUBMIT_ONBOARDING
+
+        request_id = f"onboard-{uuid.uuid4()}"
+        self._send(
+            {
+                "packet_type": PACKET_TYPE_SUBMIT_ONBOARDING,
+                "subject_id": arrival.agent_id,
+                "data": {"request_id": request_id, "onboarding_data": {"should_pass": passed}},
+            }
+        )
+        return Arrival(arrival.worker_name, self._await_answer(request_id))
+
+    def pump(self, seconds: float) -> None:
+        """Let the operator's event loop run for a while."""
+        self.operator._run_loop_until(lambda: False, seconds)

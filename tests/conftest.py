@@ -1,0 +1,153 @@
+"""Shared fixtures: a private HOME, a real LocalMephistoDB per test, fast mock Operators.
+
+``import mephisto`` writes ``~/.mephisto/config.yml``, so HOME is redirected to a temp dir
+before anything imports it: the tests never touch the user's real Mephisto set-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+assert "mephisto" not in sys.modules, "mephisto was imported before conftest could redirect HOME"
+TEST_HOME = tempfile.mkdtemp(prefix="mephisto-quals-home-")
+os.environ["HOME"] = TEST_HOME
+
+import pytest  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from mephisto.abstractions.architects.mock_architect import MockArchitectArgs  # noqa: E402
+from mephisto.abstractions.databases.local_database import LocalMephistoDB  # noqa: E402
+from mephisto.abstractions.providers.mock.mock_provider import MockProviderArgs  # noqa: E402
+from mephisto.data_model.task_run import TaskRunArgs  # noqa: E402
+from mephisto.data_model.worker import Worker  # noqa: E402
+from mephisto.operations.hydra_config import MephistoConfig  # noqa: E402
+from mephisto.operations.operator import Operator  # noqa: E402
+from mephisto.utils.testing import get_mock_requester  # noqa: E402
+
+import mephisto_quals  # noqa: E402
+from mephisto_quals.blueprints import QUALS_BLUEPRINTS  # noqa: E402
+from mephisto_quals.mock_crowd import MockRun, free_port, speed_up_mephisto, stop_operator  # noqa: E402
+
+speed_up_mephisto()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[LocalMephistoDB]:
+    """A fresh LocalMephistoDB in a temp dir (run data goes beside it)."""
+    folder = tmp_path / "mephisto-data"
+    folder.mkdir()
+    database = LocalMephistoDB(database_path=str(folder / "database.db"))
+    yield database
+    database.shutdown()
+
+
+@pytest.fixture
+def restore_config_store() -> Iterator[None]:
+    """Put Hydra's global ConfigStore back as it was after the test."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    saved = copy.deepcopy(store.repo)
+    yield
+    store.repo = saved
+
+
+def worker(db: LocalMephistoDB, name: str) -> Worker:
+    """A mock worker as Mephisto names it on the (sandbox) mock requester."""
+    found = db.find_workers(worker_name=f"{name}_sandbox")
+    if found:
+        return found[0]
+    return Worker.get(db, db.new_worker(f"{name}_sandbox", "mock"))
+
+
+def grant(db: LocalMephistoDB, name: str, qualification: str, value: int = 1) -> None:
+    """Grant through Mephisto's own API (creating the qualification if needed)."""
+    from mephisto.utils.qualifications import find_or_create_qualification
+
+    find_or_create_qualification(db, qualification)
+    worker(db, name).grant_qualification(qualification, value)
+
+
+def mock_config(
+    requester_name: str,
+    quals: Optional[Dict[str, Any]] = None,
+    task_name: str = "quals-test",
+    blueprint_type: str = "mock_quals",
+    provider_type: Optional[str] = None,
+    **blueprint: Any,
+) -> Any:
+    """A structured MephistoConfig for a ``<type>_quals`` mock run, as Hydra would build it."""
+    args_cls = QUALS_BLUEPRINTS[blueprint_type].ArgsClass
+    blueprint.setdefault("num_assignments", 3)
+    blueprint.setdefault("timeout_time", 30)
+    config = MephistoConfig(
+        blueprint=args_cls(**blueprint),
+        provider=MockProviderArgs(requester_name=requester_name),
+        architect=MockArchitectArgs(should_run_server=True, port=str(free_port())),
+        task=TaskRunArgs(
+            task_name=task_name,
+            task_title="title",
+            task_description="description",
+            task_reward=0.3,
+            task_tags="test",
+        ),
+    )
+    cfg = OmegaConf.structured(config)
+    if quals:
+        cfg.blueprint.quals = OmegaConf.merge(cfg.blueprint.quals, quals)
+    if provider_type:
+        cfg.provider._provider_type = provider_type
+    return cfg
+
+
+@pytest.fixture
+def requester_name(db: LocalMephistoDB) -> str:
+    return get_mock_requester(db).requester_name
+
+
+@pytest.fixture
+def operator(db: LocalMephistoDB) -> Iterator[Operator]:
+    """A real Operator on the test DB, stopped fast afterwards."""
+    op = Operator(db)
+    yield op
+    stop_operator(op)
+
+
+LaunchFn = Callable[..., MockRun]
+
+
+@pytest.fixture
+def launch(operator: Operator, requester_name: str) -> LaunchFn:
+    """Launch a ``mock_quals`` run through the real Operator; returns a driver for mock workers.
+
+    Keyword args go to the blueprint args (``quals=...`` to the quals node); pass
+    ``shared_state=`` to reuse one state.
+    """
+
+    def _launch(quals: Optional[Dict[str, Any]] = None, shared_state: Any = None, **kwargs: Any) -> MockRun:
+        cfg = mock_config(requester_name, quals, **kwargs)
+        state = shared_state if shared_state is not None else QUALS_BLUEPRINTS["mock_quals"].SharedStateClass()
+        run_id = operator.launch_task_run(cfg, state)
+        run = MockRun(operator, run_id)
+        run.shared_state = state  # type: ignore[attr-defined]
+        return run
+
+    return _launch
+
+
+def table_counts(db: LocalMephistoDB) -> Dict[str, int]:
+    """Row counts of the tables a launch writes, to prove a refused launch wrote nothing."""
+    with db.table_access_condition:
+        conn = db._get_connection()
+        return {
+            t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("tasks", "task_runs", "qualifications", "granted_qualifications", "units")
+        }
+
+
+__all__: List[str] = ["worker", "grant", "mock_config", "table_counts", "TEST_HOME", "mephisto_quals"]
