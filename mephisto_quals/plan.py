@@ -17,7 +17,7 @@ from mephisto_quals.mturk import build_mturk_requirements, count_problems, is_mt
 from mephisto_quals.prolific import build_prolific_requirements
 from mephisto_quals.requirements import Requirement, compile_local, failed_name, find_conflicts
 
-__all__ = ["QualsPlan", "plan_for_run", "plan_from_quals", "mephisto_appended"]
+__all__ = ["QualsPlan", "plan_for_run", "plan_from_quals", "mephisto_appended", "gate_requirements"]
 
 
 @dataclass
@@ -81,6 +81,22 @@ def mephisto_appended(blueprint_args: Mapping[str, Any]) -> List[Tuple[Dict[str,
                 )
             )
     return out
+
+
+def gate_requirements(plan: QualsPlan, blueprint_args: Mapping[str, Any]) -> List[Requirement]:
+    """Everything Mephisto's gate checks for a launch: the plan's requirements, then its own.
+
+    Mephisto appends ``block_qualification`` and the onboarding's failed list after ours.
+    """
+    why = {
+        "mephisto.blueprint.block_qualification": "soft-blocked by block_qualification '{}'",
+        "mephisto.blueprint.onboarding_qualification": "failed this task's onboarding ('{}')",
+    }
+    own = [
+        Requirement(q["qualification_name"], q["comparator"], None, src, why[src].format(q["qualification_name"]))
+        for q, src in mephisto_appended(blueprint_args)
+    ]
+    return list(plan.local) + own
 
 
 def _get(node: Any, key: str) -> Any:
