@@ -35,7 +35,27 @@ _EXPORTS: Dict[str, str] = {
     "QualsSharedState": "mephisto_quals.shared_state",
 }
 
-__all__: List[str] = sorted(_EXPORTS)
+__all__ = [
+    "MTurkQualsConfig",
+    "Problem",
+    "QUALS_BLUEPRINTS",
+    "QualsArgs",
+    "QualsConfig",
+    "QualsConfigError",
+    "QualsError",
+    "QualsPlan",
+    "QualsRequired",
+    "QualsSharedState",
+    "Requirement",
+    "RequirementResult",
+    "SYSTEM_QUALS",
+    "check_worker",
+    "ensure_qualifications",
+    "plan_for_run",
+    "plan_from_quals",
+    "register_stock_blueprints",
+    "with_quals",
+]
 
 if TYPE_CHECKING:
     from mephisto_quals.blueprints import QUALS_BLUEPRINTS, register_stock_blueprints, with_quals

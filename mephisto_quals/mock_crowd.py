@@ -7,7 +7,6 @@ Mephisto's real Operator, worker pool and qualification gate.
 from __future__ import annotations
 
 import socket
-import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, Optional

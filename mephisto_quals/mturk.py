@@ -153,7 +153,8 @@ def _locale_problems(loc: Mapping[str, Any], path: str) -> List[Problem]:
     if not known:
         return [Problem(f"{path}.Country", country, "use an ISO 3166-1 alpha-2 country code such as US, GB or IN")]
     sub = loc.get("Subdivision")
-    if sub is not None and pycountry.subdivisions.get(code=f"{country}-{sub}") is None:
+    # pycountry matches codes case-insensitively; MTurk wants the code as ISO writes it (NY).
+    if sub is not None and (not isinstance(sub, str) or sub != sub.upper() or pycountry.subdivisions.get(code=f"{country}-{sub}") is None):
         return [Problem(f"{path}.Subdivision", sub, f"use an ISO 3166-2 subdivision of {country}, e.g. NY for US-NY")]
     return []
 
@@ -302,12 +303,16 @@ def build_mturk_requirements(
             problems.append(Problem(item_path, item, "give a QualificationRequirement mapping"))
             continue
         req = dict(item)
-        if "RequiredToPreview" not in req:
-            req.setdefault("ActionsGuarded", guarded)
-        found = validate_requirement(req, item_path, sandbox)
+        found = validate_requirement(req, item_path, sandbox)  # as written: errors show the user's dict
         problems += found
-        if not found:
-            out.append(req)
+        if found:
+            continue
+        if "RequiredToPreview" in req and "ActionsGuarded" not in req:
+            # Mephisto's conversion drops RequiredToPreview (defaulting to DiscoverPreviewAndAccept),
+            # so send its meaning as the equivalent ActionsGuarded.
+            req["ActionsGuarded"] = "PreviewAndAccept" if req.pop("RequiredToPreview") else "Accept"
+        req.setdefault("ActionsGuarded", guarded)
+        out.append(req)
     return out, problems, warnings
 
 

@@ -7,7 +7,7 @@ which become Mephisto qualification dicts for ``SharedTaskState.qualifications``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
 
 from mephisto_quals import comparators as cmp
 from mephisto_quals.errors import Problem

@@ -95,7 +95,8 @@ def apply_plan(
     next launch recognises it.
     """
     base, base_mturk, base_prolific = user_entries(shared_state)
-    seen = {_key(q) for q in base}
+    # What the Operator appends itself is left to it: adding it here too would send it twice.
+    seen = {_key(q) for q in base} | {_key(q) for q in appended}
     ours = []
     for q in local:
         if _key(q) not in seen:

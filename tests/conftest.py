@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +35,50 @@ from mephisto_quals.blueprints import QUALS_BLUEPRINTS  # noqa: E402
 from mephisto_quals.mock_crowd import MockRun, free_port, speed_up_mephisto, stop_operator  # noqa: E402
 
 speed_up_mephisto()
+
+
+# Nothing in the suite may leave the machine (no AWS, no registry): every test runs guarded.
+
+class NetworkBlocked(RuntimeError):
+    """Raised when a test tries to reach a non-loopback address."""
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "", None}
+
+
+def _is_loopback(host: Any) -> bool:
+    return host in _LOOPBACK or (isinstance(host, str) and host.startswith("127."))
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[Any]]:
+    """Refuse (and record) any DNS lookup or connection to a non-loopback address."""
+    attempts: List[Any] = []
+    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+
+    def check(address: Any) -> None:
+        host = address[0] if isinstance(address, tuple) else None  # AF_UNIX paths are local
+        if isinstance(address, tuple) and not _is_loopback(host):
+            attempts.append(address)
+            raise NetworkBlocked(f"test tried to reach {address!r}")
+
+    def connect(self: socket.socket, address: Any) -> Any:
+        check(address)
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> Any:
+        check(address)
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        check((host.decode() if isinstance(host, bytes) else host, port))
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield attempts
+    assert attempts == [], f"these tests must not touch the network, but tried {attempts}"
 
 
 @pytest.fixture
@@ -145,9 +190,9 @@ def table_counts(db: LocalMephistoDB) -> Dict[str, int]:
     with db.table_access_condition:
         conn = db._get_connection()
         return {
-            t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            t: conn.execute(f"SELECT COUNT(*) AS n FROM {t}").fetchone()["n"]
             for t in ("tasks", "task_runs", "qualifications", "granted_qualifications", "units")
         }
 
 
-__all__: List[str] = ["worker", "grant", "mock_config", "table_counts", "TEST_HOME", "mephisto_quals"]
+__all__: List[str] = ["worker", "grant", "mock_config", "table_counts", "TEST_HOME", "NetworkBlocked", "mephisto_quals"]
