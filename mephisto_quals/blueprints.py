@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Type
 from mephisto.operations.registry import BLUEPRINTS, register_mephisto_abstraction
 
 from mephisto_quals.config import QualsArgs
+from mephisto_quals.gate import install_gate
 from mephisto_quals.mixin import QualsRequired
 from mephisto_quals.shared_state import QualsSharedState
 
@@ -75,3 +76,4 @@ def register_stock_blueprints() -> Dict[str, Type["Blueprint"]]:
 
 
 register_stock_blueprints()
+install_gate()

@@ -109,6 +109,16 @@ class QualsConfig:
             )
         },
     )
+    onboarding_retake_delay: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": (
+                "After this long (e.g. 7d, 12h) a worker who failed this task's onboarding may "
+                "take it again, like an MTurk qualification test's retake delay. Unset: a failed "
+                "onboarding is final (Mephisto's behaviour)."
+            )
+        },
+    )
     onboarding_from: Optional[str] = field(
         default=None,
         metadata={

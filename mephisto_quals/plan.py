@@ -12,7 +12,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from mephisto_quals import comparators as cmp
 from mephisto_quals.config import CONFIG_PATH, QualsConfig
+from mephisto_quals.durations import parse_duration
 from mephisto_quals.errors import Problem, QualsConfigError
+from mephisto_quals.gate import RETAKE_KEY
 from mephisto_quals.mturk import build_mturk_requirements, count_problems, is_mturk_provider, is_sandbox_provider
 from mephisto_quals.prolific import build_prolific_requirements
 from mephisto_quals.requirements import Requirement, compile_local, failed_name, find_conflicts
@@ -28,10 +30,18 @@ class QualsPlan:
     mturk: List[Dict[str, Any]] = field(default_factory=list)
     prolific: List[Dict[str, Any]] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+    #: (onboarding qualification, seconds) when a failed onboarding may be retaken.
+    retake: Optional[Tuple[str, float]] = None
 
     def local_dicts(self) -> List[Dict[str, Any]]:
-        """Mephisto qualification dicts, in gate order."""
-        return [r.to_mephisto_dict() for r in self.local]
+        """Mephisto qualification dicts, in gate order (a retake marker first, when set)."""
+        dicts = [r.to_mephisto_dict() for r in self.local]
+        if self.retake is not None:
+            onboarding, seconds = self.retake
+            marker = Requirement(failed_name(onboarding), cmp.NOT_EXIST, None, "", "", local_only=True).to_mephisto_dict()
+            marker[RETAKE_KEY] = {"onboarding": onboarding, "after": seconds}
+            dicts.insert(0, marker)
+        return dicts
 
     def qualification_names(self) -> List[str]:
         """Local qualification names, each once, that must exist in the DB before launch."""
@@ -147,9 +157,28 @@ def plan_from_quals(
         problems += count_problems(_distinct(to_mturk), list(existing_mturk) + mturk, bool(sandbox), f"{path}.mturk")
     prolific, p = build_prolific_requirements(cfg.get("prolific"), f"{path}.prolific")
     problems += p
+    retake, p = _retake(cfg.get("onboarding_retake_delay"), blueprint_args or {}, path)
+    problems += p
     if problems:
         raise QualsConfigError(problems)
-    return QualsPlan(local=local, mturk=mturk, prolific=prolific, warnings=warnings)
+    return QualsPlan(local=local, mturk=mturk, prolific=prolific, warnings=warnings, retake=retake)
+
+
+def _retake(delay: Any, blueprint_args: Mapping[str, Any], path: str) -> Tuple[Optional[Tuple[str, float]], List[Problem]]:
+    """The task's onboarding and retake delay in seconds, when a delay is configured."""
+    if delay is None:
+        return None, []
+    field_path = f"{path}.onboarding_retake_delay"
+    try:
+        seconds = parse_duration(delay, field_path)
+    except ValueError:
+        return None, [Problem(field_path, delay, "write a duration such as 30m, 12h, 7d or 2w")]
+    if seconds is None:
+        return None, []
+    onboarding = _get(blueprint_args, "onboarding_qualification")
+    if not onboarding:
+        return None, [Problem(field_path, delay, "a retake delay needs mephisto.blueprint.onboarding_qualification set")]
+    return (onboarding, seconds), []
 
 
 def _for_mturk(q: Mapping[str, Any]) -> bool:

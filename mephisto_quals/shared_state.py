@@ -50,8 +50,9 @@ class _Applied:
     prolific: List[Dict[str, Any]] = field(default_factory=list)
 
 
-def _key(q: Mapping[str, Any]) -> Tuple[Any, Any, str]:
-    return (q.get("qualification_name"), q.get("comparator"), repr(q.get("value")))
+def _key(q: Mapping[str, Any]) -> Tuple[Any, Any, str, str]:
+    # A retake marker is never the same entry as Mephisto's own failed-onboarding check.
+    return (q.get("qualification_name"), q.get("comparator"), repr(q.get("value")), repr(q.get("mephisto_quals_retake")))
 
 
 def user_entries(shared_state: Any) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], List[Dict[str, Any]]]:

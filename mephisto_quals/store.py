@@ -1,0 +1,109 @@
+"""Direct, transactional access to a Mephisto SQLite database, plus mephisto-quals' own tables.
+
+Bulk work goes through one connection and one ``BEGIN IMMEDIATE`` transaction, so a
+change and its audit rows commit together or not at all (a killed process leaves all
+rows or none), and concurrent writers wait their turn instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, List, Sequence, TypeVar, Union
+
+__all__ = ["connect", "transaction", "database_path", "chunks", "SCHEMA"]
+
+T = TypeVar("T")
+
+#: Our tables live in Mephisto's database file, beside its own.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS mephisto_quals_grant_meta (
+    worker_id INTEGER NOT NULL,
+    qualification_id INTEGER NOT NULL,
+    expires_at REAL,
+    reason TEXT,
+    granted_at REAL NOT NULL,
+    PRIMARY KEY (worker_id, qualification_id)
+);
+CREATE INDEX IF NOT EXISTS mephisto_quals_grant_meta_expiry
+    ON mephisto_quals_grant_meta (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS mephisto_quals_audit (
+    audit_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    qualification TEXT NOT NULL,
+    worker_id INTEGER NOT NULL,
+    worker_name TEXT NOT NULL,
+    action TEXT NOT NULL,
+    old_value INTEGER,
+    new_value INTEGER,
+    expires_at REAL,
+    reason TEXT,
+    source TEXT NOT NULL,
+    os_user TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mephisto_quals_audit_qual ON mephisto_quals_audit (qualification);
+CREATE INDEX IF NOT EXISTS mephisto_quals_audit_worker ON mephisto_quals_audit (worker_id);
+"""
+
+_SQLITE_MAX_VARS = 900
+
+
+def database_path(db: Union[str, Path, Any]) -> str:
+    """The file behind a LocalMephistoDB, or a path given directly."""
+    path = getattr(db, "db_path", db)
+    return os.fspath(path)
+
+
+def connect(db: Union[str, Path, Any]) -> sqlite3.Connection:
+    """A connection to the Mephisto DB with our tables present and a generous busy timeout."""
+    path = database_path(db)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no Mephisto database at {path}")
+    conn = sqlite3.connect(path, timeout=120, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 120000")
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    missing = {"workers", "qualifications", "granted_qualifications"} - tables
+    if missing:
+        conn.close()
+        raise ValueError(f"{path} is not a Mephisto database (no {', '.join(sorted(missing))} table)")
+    with transaction(conn):
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error.
+
+    IMMEDIATE takes the write lock up front, so two writers never both read and then
+    fail to upgrade; a busy database is waited for (busy_timeout), and the rare lock
+    error at BEGIN is retried.
+    """
+    for attempt in range(50):
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            time.sleep(min(0.05 * (attempt + 1), 1.0))
+    else:
+        raise sqlite3.OperationalError("database stayed locked; another process holds it")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def chunks(items: Sequence[T], size: int = _SQLITE_MAX_VARS) -> Iterator[List[T]]:
+    """Slices small enough for SQLite's bound-parameter limit."""
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])

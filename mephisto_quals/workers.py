@@ -1,0 +1,115 @@
+"""Naming workers: by Mephisto worker id, or by provider worker name + provider type.
+
+Mephisto stores a sandbox provider's workers (mock, mturk_sandbox) as ``<name>_sandbox``;
+the same rule applies here so a grant made before a worker ever connects finds them.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Tuple, Union
+
+from mephisto_quals.store import chunks
+
+__all__ = ["WorkerRef", "SANDBOX_PROVIDERS", "mephisto_worker_name", "parse_refs", "resolve_workers"]
+
+#: Providers whose workers Mephisto names with a ``_sandbox`` suffix.
+SANDBOX_PROVIDERS = {"mock", "mturk_sandbox"}
+KNOWN_PROVIDERS = {"mock", "mturk", "mturk_sandbox", "prolific"}
+_MTURK_WORKER = re.compile(r"^A[A-Z0-9]{1,63}$")
+
+
+@dataclass(frozen=True)
+class WorkerRef:
+    """A worker as the caller named them; exactly one of ``worker_id`` / ``name`` is set."""
+
+    given: str
+    worker_id: Optional[int] = None
+    name: Optional[str] = None
+    provider: Optional[str] = None
+
+
+def mephisto_worker_name(name: str, provider: str) -> str:
+    """The name Mephisto stores for a provider's worker (``alice`` → ``alice_sandbox`` on mock)."""
+    if provider in SANDBOX_PROVIDERS and not name.endswith("_sandbox"):
+        return f"{name}_sandbox"
+    return name
+
+
+def parse_refs(
+    workers: Iterable[Union[str, int]], provider: Optional[str] = None
+) -> Tuple[List[WorkerRef], Dict[str, str]]:
+    """Turn what the caller gave into references, with a reason for each one refused.
+
+    Without ``provider`` each entry is a Mephisto worker id; with it, a provider worker name
+    (MTurk worker ids must look like ``A1B2C3...``).
+    """
+    if provider is not None and provider not in KNOWN_PROVIDERS:
+        raise ValueError(f"provider: {provider!r} is not known; use one of {', '.join(sorted(KNOWN_PROVIDERS))}")
+    refs: List[WorkerRef] = []
+    refused: Dict[str, str] = {}
+    seen = set()
+    for raw in workers:
+        given = str(raw).strip() if raw is not None else ""
+        if given in seen:
+            continue
+        seen.add(given)
+        if not given:
+            refused[str(raw)] = "empty worker id"
+        elif provider is None:
+            if not given.isdigit():
+                refused[given] = "not a Mephisto worker id (a number); name provider workers with --provider"
+            else:
+                refs.append(WorkerRef(given, worker_id=int(given)))
+        elif any(c.isspace() for c in given):
+            refused[given] = "worker names contain no whitespace"
+        elif provider.startswith("mturk") and not _MTURK_WORKER.match(given.removesuffix("_sandbox")):
+            refused[given] = "not an MTurk worker id (A followed by capital letters and digits)"
+        else:
+            refs.append(WorkerRef(given, name=mephisto_worker_name(given, provider), provider=provider))
+    return refs, refused
+
+
+def resolve_workers(
+    conn: sqlite3.Connection, refs: List[WorkerRef], create: bool
+) -> Tuple[Dict[str, Tuple[int, str]], Dict[str, str]]:
+    """Map each reference to (worker_id, worker_name); create unseen named workers if asked.
+
+    Must run inside the caller's transaction, so created workers commit with the grant.
+    """
+    found: Dict[str, Tuple[int, str]] = {}
+    missing: Dict[str, str] = {}
+    by_id = [r for r in refs if r.worker_id is not None]
+    for part in chunks(by_id):
+        marks = ",".join("?" * len(part))
+        rows = conn.execute(f"SELECT worker_id, worker_name FROM workers WHERE worker_id IN ({marks})", [r.worker_id for r in part])
+        known = {row["worker_id"]: row["worker_name"] for row in rows}
+        for r in part:
+            if r.worker_id in known:
+                found[r.given] = (r.worker_id, known[r.worker_id])
+            else:
+                missing[r.given] = "no Mephisto worker has this id"
+    by_name = [r for r in refs if r.name is not None]
+    for part in chunks(by_name):
+        marks = ",".join("?" * len(part))
+        rows = conn.execute(f"SELECT worker_id, worker_name FROM workers WHERE worker_name IN ({marks})", [r.name for r in part])
+        known = {row["worker_name"]: row["worker_id"] for row in rows}
+        fresh = [r for r in part if r.name not in known]
+        if create and fresh:
+            conn.executemany(
+                "INSERT INTO workers (worker_name, provider_type) VALUES (?, ?)",
+                [(r.name, r.provider) for r in fresh],
+            )
+            rows = conn.execute(
+                f"SELECT worker_id, worker_name FROM workers WHERE worker_name IN ({','.join('?' * len(fresh))})",
+                [r.name for r in fresh],
+            )
+            known.update({row["worker_name"]: row["worker_id"] for row in rows})
+        for r in part:
+            if r.name in known:
+                found[r.given] = (known[r.name], r.name)  # type: ignore[index]
+            else:
+                missing[r.given] = "Mephisto has never seen this worker"
+    return found, missing
