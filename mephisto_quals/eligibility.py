@@ -1,0 +1,259 @@
+"""Questions users ask of a task: why can (or can't) this worker take it, and who could.
+
+A task is named by its Mephisto task name (the args stored with its newest run are used)
+or given as a config (a run config with ``blueprint`` / ``provider`` / ``task``, or a
+task YAML whose ``mephisto`` node holds one).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from mephisto_quals.errors import QualsError
+from mephisto_quals.gate import check_worker, passes
+from mephisto_quals.mturk import LOCALE_ID, SYSTEM_QUALS, is_mturk_provider
+from mephisto_quals.plan import QualsPlan, _get, gate_requirements, plan_for_run
+from mephisto_quals.requirements import Requirement
+from mephisto_quals.store import chunks, connect
+from mephisto_quals.workers import parse_refs, resolve_workers
+
+__all__ = [
+    "TaskQuals",
+    "ExplainRow",
+    "Explanation",
+    "Forecast",
+    "load_task",
+    "explain",
+    "forecast",
+    "eligible_workers",
+    "cost_notes",
+]
+
+
+@dataclass
+class TaskQuals:
+    """A task's run config, its plan, and everything Mephisto's gate checks for it."""
+
+    source: str
+    run_config: Any
+    plan: QualsPlan
+    checks: List[Requirement]
+    provider_type: Optional[str]
+
+
+def load_task(db: Any = None, task: Optional[str] = None, config: Union[str, Path, Any, None] = None) -> TaskQuals:
+    """The qualification plan of a task, by name (its newest run's args) or from a config."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if (task is None) == (config is None):
+        raise ValueError("name a task or give a config, not both")
+    if task is not None:
+        conn = connect(db)
+        try:
+            row = conn.execute(
+                """SELECT r.arg_string FROM task_runs r JOIN tasks t ON t.task_id = r.task_id
+                   WHERE t.task_name = ? ORDER BY r.task_run_id DESC LIMIT 1""",
+                (task,),
+            ).fetchone()
+        finally:
+            conn.close()
+        if row is None:
+            raise QualsError(f"task {task!r} has no runs in this database; check the name or give --config")
+        run_config = OmegaConf.create(json.loads(row["arg_string"]))
+        source = f"task '{task}' (args of its newest run)"
+    else:
+        if isinstance(config, (str, Path)):
+            run_config = OmegaConf.load(str(config))
+            source = f"config {config}"
+        else:
+            run_config = config if isinstance(config, DictConfig) else OmegaConf.create(config)
+            source = "config"
+        if "mephisto" in run_config:
+            run_config = run_config.mephisto
+    if "blueprint" not in run_config:
+        raise QualsError(f"{source} has no mephisto.blueprint node")
+    plan = plan_for_run(run_config)
+    provider = run_config.get("provider") or {}
+    return TaskQuals(source, run_config, plan, gate_requirements(plan, run_config.blueprint), _get(provider, "_provider_type"))
+
+
+def cost_notes(plan: QualsPlan) -> List[str]:
+    """Fees the MTurk requirements add (Masters: 5% more commission)."""
+    ids = {q.type_id(s): q for q in SYSTEM_QUALS.values() for s in (False, True)}
+    notes = []
+    for req in plan.mturk:
+        q = ids.get(req["QualificationTypeId"])
+        if q is not None and q.fee_note:
+            notes.append(q.fee_note)
+    return list(dict.fromkeys(notes))
+
+
+@dataclass(frozen=True)
+class ExplainRow:
+    """One requirement as it applies to one worker."""
+
+    where: str  # local | mephisto | mturk | prolific
+    requirement: str
+    source: str
+    actual: str
+    verdict: str  # pass | fail | unknown
+
+
+@dataclass
+class Explanation:
+    worker: str
+    worker_id: Optional[int]
+    task: TaskQuals
+    rows: List[ExplainRow] = field(default_factory=list)
+
+    @property
+    def local_verdict(self) -> str:
+        """pass when every local check passes; what MTurk decides is listed separately."""
+        return "fail" if any(r.verdict == "fail" for r in self.rows) else "pass"
+
+
+def _resolve_one(db: Any, worker: str, provider: Optional[str]) -> Tuple[Optional[int], str]:
+    refs, refused = parse_refs([worker], provider)
+    if refused:
+        raise ValueError(f"worker {worker!r}: {refused[next(iter(refused))]}")
+    conn = connect(db)
+    try:
+        found, _ = resolve_workers(conn, refs, create=False)
+    finally:
+        conn.close()
+    if worker in found:
+        return found[worker]
+    return None, refs[0].name or worker
+
+
+def _mturk_label(req: Dict[str, Any]) -> str:
+    by_id = {q.type_id(s): q for q in SYSTEM_QUALS.values() for s in (False, True)}
+    q = by_id.get(req["QualificationTypeId"])
+    name = q.title if q else req["QualificationTypeId"]
+    values = req.get("IntegerValues") or [
+        f"{v['Country']}-{v['Subdivision']}" if "Subdivision" in v else v["Country"] for v in req.get("LocaleValues") or []
+    ]
+    return f"{name} {req['Comparator']} {values}" if values else f"{name} {req['Comparator']}"
+
+
+def explain(
+    db: Any,
+    worker: str,
+    provider: Optional[str] = None,
+    task: Optional[str] = None,
+    config: Any = None,
+    now: Optional[float] = None,
+) -> Explanation:
+    """Every requirement of a task for one worker: their value and pass / fail / unknown."""
+    tq = load_task(db, task, config)
+    worker_id, name = _resolve_one(db, worker, provider)
+    out = Explanation(name, worker_id, tq)
+    from mephisto.abstractions.databases.local_database import LocalMephistoDB
+
+    mdb = db if hasattr(db, "table_access_condition") else LocalMephistoDB(database_path=str(db))
+    results = check_worker(mdb, str(worker_id), tq.checks, now=now) if worker_id is not None else []
+    for i, r in enumerate(tq.checks):
+        where = "local" if r.source.startswith("mephisto.blueprint.quals") else "mephisto"
+        if worker_id is None:
+            # Mephisto has never seen this worker: they hold nothing.
+            ok = passes(r.comparator, r.value, False, None)
+            out.rows.append(ExplainRow(where, r.describe(), r.source, "never seen", "pass" if ok else "fail"))
+            continue
+        res = results[i]
+        actual = str(res.actual) if res.held else "not held"
+        out.rows.append(ExplainRow(where, r.describe(), r.source, actual, "pass" if res.passed else "fail"))
+    for i, req in enumerate(tq.plan.mturk):
+        out.rows.append(ExplainRow("mturk", _mturk_label(req), "mephisto.blueprint.quals.mturk", "only MTurk knows", "unknown"))
+    if is_mturk_provider(tq.provider_type) and tq.provider_type == "mturk" and not any(
+        q["QualificationTypeId"] == LOCALE_ID for q in tq.plan.mturk
+    ):
+        out.rows.append(ExplainRow("mturk", "Location In [US, CA, GB, AU, NZ] (Mephisto's default)", "mephisto (live MTurk)",
+                                   "only MTurk knows", "unknown"))
+    for i, req in enumerate(tq.plan.prolific):
+        out.rows.append(ExplainRow("prolific", str(req), f"mephisto.blueprint.quals.prolific[{i}]", "only Prolific knows", "unknown"))
+    return out
+
+
+@dataclass
+class Forecast:
+    """How many known workers pass every local requirement, and each requirement alone."""
+
+    task: TaskQuals
+    known_workers: int
+    passing: int
+    per_requirement: List[Tuple[Requirement, int]]
+    warnings: List[str]
+
+
+def _all_holdings(conn: Any, names: Sequence[str], now: float) -> Dict[str, Optional[Dict[int, int]]]:
+    """name -> {worker_id: value} of live grants; None for a qualification that does not exist."""
+    out: Dict[str, Optional[Dict[int, int]]] = {}
+    for name in names:
+        row = conn.execute("SELECT qualification_id FROM qualifications WHERE qualification_name = ?", (name,)).fetchone()
+        if row is None:
+            out[name] = None
+            continue
+        rows = conn.execute(
+            """SELECT g.worker_id, g.value FROM granted_qualifications g
+               LEFT JOIN mephisto_quals_grant_meta m
+                 ON m.worker_id = g.worker_id AND m.qualification_id = g.qualification_id
+               WHERE g.qualification_id = ? AND (m.expires_at IS NULL OR m.expires_at > ?)""",
+            (row["qualification_id"], now),
+        )
+        out[name] = {r["worker_id"]: r["value"] for r in rows}
+    return out
+
+
+def eligible_workers(
+    db: Any, requirements: Sequence[Requirement], worker_ids: Optional[Sequence[int]] = None,
+    provider_type: Optional[str] = None, now: Optional[float] = None,
+) -> Tuple[Dict[int, bool], List[int]]:
+    """worker_id -> passes every requirement, plus how many pass each requirement alone.
+
+    One query per qualification for all workers, instead of two per worker per requirement.
+    A qualification missing from the DB is skipped, as Mephisto's gate does.
+    """
+    now = time.time() if now is None else now
+    conn = connect(db)
+    try:
+        if worker_ids is None:
+            sql, args = "SELECT worker_id FROM workers", []
+            if provider_type:
+                sql, args = sql + " WHERE provider_type = ?", [provider_type]
+            worker_ids = [r["worker_id"] for r in conn.execute(sql, args)]
+        holdings = _all_holdings(conn, list(dict.fromkeys(r.qualification for r in requirements)), now)
+    finally:
+        conn.close()
+    verdict = {wid: True for wid in worker_ids}
+    per_requirement = []
+    for r in requirements:
+        held = holdings[r.qualification]
+        if held is None:
+            per_requirement.append(len(worker_ids))
+            continue
+        count = 0
+        for wid in worker_ids:
+            ok = passes(r.comparator, r.value, wid in held, held.get(wid))
+            count += ok
+            if not ok:
+                verdict[wid] = False
+        per_requirement.append(count)
+    return verdict, per_requirement
+
+
+def forecast(db: Any, task: Optional[str] = None, config: Any = None, now: Optional[float] = None) -> Forecast:
+    """Known workers (of the task's provider type) passing every local requirement."""
+    tq = load_task(db, task, config)
+    verdict, per = eligible_workers(db, tq.checks, provider_type=tq.provider_type, now=now)
+    passing = sum(verdict.values())
+    warnings = []
+    if passing == 0:
+        warnings.append("no known worker passes every local requirement: nobody could work on this task yet")
+    if tq.plan.mturk or tq.plan.prolific:
+        warnings.append("provider-side requirements (MTurk / Prolific) are not counted: only the provider knows them")
+    warnings += [f"cost: {note}" for note in cost_notes(tq.plan)]
+    return Forecast(tq, len(verdict), passing, list(zip(tq.checks, per)), warnings)
