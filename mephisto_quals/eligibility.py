@@ -55,7 +55,7 @@ def load_task(db: Any = None, task: Optional[str] = None, config: Union[str, Pat
         conn = connect(db)
         try:
             row = conn.execute(
-                """SELECT r.arg_string FROM task_runs r JOIN tasks t ON t.task_id = r.task_id
+                """SELECT r.init_params FROM task_runs r JOIN tasks t ON t.task_id = r.task_id
                    WHERE t.task_name = ? ORDER BY r.task_run_id DESC LIMIT 1""",
                 (task,),
             ).fetchone()
@@ -63,7 +63,7 @@ def load_task(db: Any = None, task: Optional[str] = None, config: Union[str, Pat
             conn.close()
         if row is None:
             raise QualsError(f"task {task!r} has no runs in this database; check the name or give --config")
-        run_config = OmegaConf.create(json.loads(row["arg_string"]))
+        run_config = OmegaConf.create(json.loads(row["init_params"]))  # YAML text, JSON-quoted
         source = f"task '{task}' (args of its newest run)"
     else:
         if isinstance(config, (str, Path)):
@@ -215,7 +215,7 @@ def eligible_workers(
     """worker_id -> passes every requirement, plus how many pass each requirement alone.
 
     One query per qualification for all workers, instead of two per worker per requirement.
-    A qualification missing from the DB is skipped, as Mephisto's gate does.
+    A qualification not yet in the DB counts as held by nobody: the mixin creates it at launch.
     """
     now = time.time() if now is None else now
     conn = connect(db)
@@ -231,10 +231,7 @@ def eligible_workers(
     verdict = {wid: True for wid in worker_ids}
     per_requirement = []
     for r in requirements:
-        held = holdings[r.qualification]
-        if held is None:
-            per_requirement.append(len(worker_ids))
-            continue
+        held = holdings[r.qualification] or {}
         count = 0
         for wid in worker_ids:
             ok = passes(r.comparator, r.value, wid in held, held.get(wid))

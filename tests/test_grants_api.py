@@ -1,0 +1,108 @@
+"""The grants API on a real LocalMephistoDB: outcomes, audit, dry runs, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import table_counts, worker
+
+from mephisto_quals import grants
+from mephisto_quals.grants import UnknownQualificationError
+from mephisto_quals.queries import history, holders, list_qualifications
+
+
+def test_grant_by_provider_name_creates_unseen_workers_and_audits_each_change(db):
+    report = grants.grant(db, "allow", ["alice", "bob"], provider="mock", create=True, reason="pilot")
+    assert report.ok and report.counts() == {"granted": 2}
+    assert {w.worker_name for w in db.find_workers()} == {"alice_sandbox", "bob_sandbox"}
+    assert worker(db, "alice").get_granted_qualification("allow").value == 1
+    again = grants.grant(db, "allow", ["alice", "bob"], provider="mock", reason="pilot")
+    assert again.counts() == {"unchanged": 2}
+    changed = grants.set_values(db, "allow", {"alice": 3}, provider="mock", reason="promoted")
+    assert changed.counts() == {"updated": 1}
+    entries = history(db, qualification="allow")
+    assert [(e.worker_name, e.old_value, e.new_value, e.reason, e.source) for e in entries] == [
+        ("alice_sandbox", 1, 3, "promoted", "api"),
+        ("bob_sandbox", None, 1, "pilot", "api"),
+        ("alice_sandbox", None, 1, "pilot", "api"),
+    ]
+    assert all(e.os_user for e in entries)
+
+
+def test_unknown_qualification_is_an_error_unless_created(db):
+    with pytest.raises(UnknownQualificationError, match="'nope' does not exist"):
+        grants.grant(db, "nope", ["alice"], provider="mock")
+    with pytest.raises(UnknownQualificationError, match="'nope' does not exist"):
+        grants.revoke(db, "nope", ["alice"], provider="mock")
+    with pytest.raises(UnknownQualificationError):
+        holders(db, "nope")
+    assert table_counts(db)["qualifications"] == 0 and db.find_workers() == []
+
+
+def test_per_worker_failures_do_not_lose_the_successes(db):
+    report = grants.grant(db, "q", ["12345", "not-an-id", ""], create=True)  # by Mephisto id
+    assert not report.ok
+    reasons = {o.worker: o.error for o in report.failed}
+    assert "no Mephisto worker has this id" in reasons["12345"]
+    assert "not a Mephisto worker id" in reasons["not-an-id"]
+    good = worker(db, "real")
+    mixed = grants.grant(db, "q", [good.db_id, "99999"])
+    assert [o.status for o in mixed.outcomes if o.ok] == ["granted"] and len(mixed.failed) == 1
+    assert good.get_granted_qualification("q").value == 1
+
+
+def test_mturk_worker_names_are_checked(db):
+    report = grants.grant(db, "q", ["A1B2C3D4", "bad id", "lowercase"], provider="mturk", create=True)
+    assert [o.worker for o in report.outcomes if o.ok] == ["A1B2C3D4"]
+    assert {o.worker for o in report.failed} == {"bad id", "lowercase"}
+    assert db.find_workers(worker_name="A1B2C3D4")[0].provider_type == "mturk"
+
+
+def test_dry_run_writes_nothing_but_reports_exactly(db):
+    before = table_counts(db)
+    report = grants.grant(db, "q", ["a", "b"], provider="mock", create=True, dry_run=True)
+    assert report.dry_run and report.counts() == {"granted": 2}
+    assert "dry run, nothing written" in report.summary()
+    assert table_counts(db) == before and db.find_workers() == []
+
+
+def test_revoke_and_reset_onboarding(db):
+    grants.grant(db, "onb", ["x", "y"], provider="mock", create=True, value=0)
+    grants.grant(db, "onb-failed", ["x"], provider="mock", create=True, value=0)
+    report = grants.revoke(db, "onb", ["y", "never-seen"], provider="mock", reason="retry")
+    assert report.counts() == {"revoked": 1, "not held": 1}
+    reset = grants.reset_onboarding(db, "onb", ["x"], provider="mock")
+    assert reset.counts() == {"revoked": 1}
+    assert worker(db, "x").get_granted_qualification("onb") is None
+    assert worker(db, "x").get_granted_qualification("onb-failed") is None
+    assert {(e.action, e.qualification) for e in history(db, worker="x")} >= {
+        ("reset-onboarding", "onb"), ("reset-onboarding", "onb-failed")}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"value": "1"}, "value: '1' is not valid; qualification values are integers"),
+        ({"value": True}, "value: True is not valid"),
+        ({"expires_in": "soon"}, "expires_in: 'soon' is not a duration"),
+        ({"expires_in": "0d"}, "must be longer than zero"),
+        ({"expires_at": "yesterday"}, "expires_at: 'yesterday' is not a date/time"),
+        ({"expires_at": "2001-01-01"}, "is in the past"),
+        ({"expires_in": "1d", "expires_at": "2999-01-01"}, "not both"),
+        ({"provider": "amazon"}, "provider: 'amazon' is not known"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_is_written(db, kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        grants.grant(db, "q", ["a"], **{"provider": "mock", "create": True, **kwargs})
+    assert table_counts(db)["qualifications"] == 0
+
+
+def test_list_counts_live_and_expired_holders(db):
+    grants.grant(db, "q", ["a", "b"], provider="mock", create=True)
+    grants.grant(db, "q", ["c"], provider="mock", expires_in="1s", now=0.0)  # expired long ago
+    summary = {s.name: (s.holders, s.expired) for s in list_qualifications(db)}
+    assert summary["q"] == (2, 1)
+    assert [h.worker_name for h in holders(db, "q")] == ["a_sandbox", "b_sandbox"]
+    pruned = grants.prune(db)
+    assert [o.worker_name for o in pruned.outcomes] == ["c_sandbox"]
+    assert {s.name: (s.holders, s.expired) for s in list_qualifications(db)}["q"] == (2, 0)
