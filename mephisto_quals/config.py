@@ -142,5 +142,6 @@ class QualsArgs:
                 "lists, value requirements, MTurk and Prolific requirements."
             ),
             "default": "{} (no requirements)",
+            "type": "QualsConfig",
         },
     )

@@ -65,11 +65,34 @@ def _container(node: Any, path: str) -> Tuple[Dict[str, Any], List[Problem]]:
         try:
             return OmegaConf.to_container(node, resolve=True, throw_on_missing=True), []  # type: ignore[return-value]
         except OmegaConfBaseException as e:
-            key = getattr(e, "full_key", None) or ""
-            return {}, [Problem(f"mephisto.blueprint.{key}" if key else path, "???", f"could not read the value: {e.msg if hasattr(e, 'msg') else e}")]
+            return {}, [_unreadable(node, e, path)]
     if isinstance(node, Mapping):
         return dict(node), []
     return {}, [Problem(path, node, "give a mapping with the fields of QualsConfig")]
+
+
+def _unreadable(node: Any, error: Exception, path: str) -> Problem:
+    """The field of ``node`` that could not be resolved, named from ``path`` whatever the root.
+
+    An onboarding preset used without ``onboarding_from`` is the usual cause: its
+    ``${...onboarding_from}`` cannot fill a list of names with None, so say what to set.
+    """
+    key = str(getattr(error, "full_key", None) or "")
+    try:
+        base = node._get_full_key(None) or ""  # where the node sits in its own config tree
+    except Exception:
+        base = ""
+    rel = key[len(base):].lstrip(".") if base and key.startswith(base) else key
+    field_path = f"{path}.{rel}" if rel else path
+    message = getattr(error, "msg", None) or str(error)
+    if "onboarding_from" in message and _get(node, "onboarding_from") is None:
+        return Problem(
+            f"{path}.onboarding_from",
+            None,
+            f"set {path}.onboarding_from=NAME: the passed_onboarding and never_failed_onboarding "
+            f"presets fill {field_path} from it",
+        )
+    return Problem(field_path, "???", f"could not read the value: {message}")
 
 
 def mephisto_appended(blueprint_args: Mapping[str, Any]) -> List[Tuple[Dict[str, Any], str]]:
