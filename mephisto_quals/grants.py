@@ -208,7 +208,7 @@ def set_values(
         current = _existing(conn, qual_id, [wid for _, wid, _ in targets])
         done = 0
         for part in chunks(targets):
-            grants, metas, audits = [], [], []
+            inserts, updates, metas, audits = [], [], [], []
             for given, wid, wname in part:
                 value = by_given[given]
                 old = current.get(wid)
@@ -216,14 +216,21 @@ def set_values(
                 report.outcomes.append(WorkerOutcome(given, status, wid, wname, old[0] if old else None, value))
                 if status == "unchanged":
                     continue
-                grants.append((qual_id, wid, value))
+                # A plain INSERT for new grants and an UPDATE for changed values, as Mephisto's
+                # _grant_qualification does: an upsert would use up an AUTOINCREMENT id on every
+                # update, so later grants' ids would drift from the ones Mephisto would give.
+                if old is None:
+                    inserts.append((qual_id, wid, value))
+                elif old[0] != value:
+                    updates.append((value, qual_id, wid))
+                current[wid] = (value, expiry)  # two names for one worker: the second sees the first
                 metas.append((wid, qual_id, expiry, reason, now))
                 audits.append((now, qualification, wid, wname, "grant", old[0] if old else None, value, expiry, reason, source, user))
             conn.executemany(
-                """INSERT INTO granted_qualifications (qualification_id, worker_id, value) VALUES (?, ?, ?)
-                   ON CONFLICT (worker_id, qualification_id) DO UPDATE SET value = excluded.value
-                   WHERE value != excluded.value""",
-                grants,
+                "INSERT INTO granted_qualifications (qualification_id, worker_id, value) VALUES (?, ?, ?)", inserts
+            )
+            conn.executemany(
+                "UPDATE granted_qualifications SET value = ? WHERE qualification_id = ? AND worker_id = ?", updates
             )
             conn.executemany(
                 """INSERT INTO mephisto_quals_grant_meta (worker_id, qualification_id, expires_at, reason, granted_at)
@@ -276,8 +283,9 @@ def _remove(
         qual_ids = {}
         for name in names:
             row = conn.execute("SELECT qualification_id FROM qualifications WHERE qualification_name = ?", (name,)).fetchone()
-            if row is None and require_known:
-                _qualification_id(conn, name, create=False)  # raises the clear error
+            if row is None and require_known and name == names[0]:
+                # raises the clear error; companions (an onboarding's "-failed" list) may not exist yet
+                _qualification_id(conn, name, create=False)
             if row is not None:
                 qual_ids[name] = int(row["qualification_id"])
         found, missing = resolve_workers(conn, refs, create=False)

@@ -26,14 +26,18 @@ def free_port() -> int:
 
 
 def speed_up_mephisto() -> None:
-    """Shorten Mephisto's polling sleeps (10 s each) so mock runs launch and stop in a second.
+    """Make in-process mock runs fast and safe: short polling sleeps, no tornado auto-reload.
 
     Call before creating the Operator: its run tracker reads the poll time as it loops.
     """
+    import tornado.autoreload
     from mephisto.operations import operator, task_launcher
 
     task_launcher.UNIT_GENERATOR_WAIT_SECONDS = 0.2  # type: ignore[attr-defined]
     operator.RUN_STATUS_POLL_TIME = 0.2  # type: ignore[attr-defined]
+    # The mock server runs tornado with debug=True, which turns on auto-reload: a module file
+    # changing on disk would restart this process mid-run (and a test run would "pass").
+    tornado.autoreload.start = lambda *args, **kwargs: None
 
 
 def stop_operator(operator: "Operator") -> None:

@@ -1,0 +1,182 @@
+"""Local allow/block lists as Prolific eligibility requirements.
+
+Prolific cannot ask Mephisto who holds a qualification, so a list must travel to Prolific
+as participant ids. :func:`prolific_requirements` turns local qualifications (live grants
+only, workers of provider type ``prolific``) into the requirements newer Mephisto's
+Prolific provider accepts in ``mephisto.blueprint.quals.prolific``::
+
+    - name: CustomWhitelistEligibilityRequirement   # holders of every allowlist
+      white_list: [5f1a..., ...]
+    - name: CustomBlacklistEligibilityRequirement   # holders of any blocklist
+      black_list: [60b2..., ...]
+
+Several allowlists become one white list of the workers holding all of them (what the same
+names as local ``allowlists`` mean); several blocklists one black list of everyone holding
+any. Prolific participant ids are 24 hexadecimal characters; a holder whose name is not one
+is reported (and left out when not strict). The lists are a snapshot: export again after
+granting or revoking.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from mephisto_quals.errors import Problem, QualsConfigError, QualsError
+
+__all__ = [
+    "PROLIFIC_PROVIDER",
+    "PROLIFIC_CONFIG_PATH",
+    "ProlificLists",
+    "is_participant_id",
+    "prolific_lists",
+    "prolific_requirements",
+    "format_requirements",
+    "export_prolific",
+]
+
+PROLIFIC_PROVIDER = "prolific"
+PROLIFIC_CONFIG_PATH = "mephisto.blueprint.quals.prolific"
+WHITELIST = "CustomWhitelistEligibilityRequirement"
+BLACKLIST = "CustomBlacklistEligibilityRequirement"
+_PARTICIPANT_ID = re.compile(r"^[0-9a-f]{24}$")
+
+
+def is_participant_id(text: Any) -> bool:
+    """A Prolific participant id: 24 lowercase hexadecimal characters."""
+    return isinstance(text, str) and bool(_PARTICIPANT_ID.match(text))
+
+
+@dataclass
+class ProlificLists:
+    """The requirements, and what was left out of them and why."""
+
+    requirements: List[Dict[str, Any]] = field(default_factory=list)
+    #: Problems naming each holder whose name is not a Prolific participant id.
+    invalid: List[Problem] = field(default_factory=list)
+    #: qualification -> holders on other providers (not Prolific participants), left out.
+    other_providers: Dict[str, int] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
+
+
+def _ids(db: Any, kind: str, index: int, qualification: str, now: float, out: ProlificLists) -> List[str]:
+    from mephisto_quals.queries import holders
+
+    found = holders(db, qualification, now=now)
+    ids: List[str] = []
+    others = 0
+    for h in found:
+        if h.provider_type != PROLIFIC_PROVIDER:
+            others += 1
+        elif is_participant_id(h.worker_name):
+            ids.append(h.worker_name)
+        else:
+            out.invalid.append(Problem(f"{kind}[{index}] ({qualification}) holder {h.worker_id}", h.worker_name,
+                                       "Prolific participant ids are 24 lowercase hexadecimal characters"))
+    if others:
+        out.other_providers[qualification] = others
+    return ids
+
+
+def prolific_lists(
+    db: Any, allowlists: Sequence[str] = (), blocklists: Sequence[str] = (), now: Optional[float] = None
+) -> ProlificLists:
+    """Requirements for these local lists, with everything left out reported.
+
+    Raises :class:`~mephisto_quals.grants.UnknownQualificationError` for a qualification
+    that does not exist, and QualsError when the allowlists leave nobody (Prolific needs a
+    non-empty white list, and an empty one would mean nobody can take the study).
+    """
+    if isinstance(allowlists, str) or isinstance(blocklists, str):
+        raise TypeError("allowlists and blocklists are lists of qualification names")
+    now = time.time() if now is None else now
+    out = ProlificLists()
+    if allowlists:
+        allowed: Optional[List[str]] = None
+        for i, name in enumerate(allowlists):
+            ids = _ids(db, "allowlists", i, name, now, out)
+            allowed = ids if allowed is None else [p for p in allowed if p in set(ids)]
+        if not allowed:
+            raise QualsError(
+                f"no Prolific participant holds {'all of ' if len(allowlists) > 1 else ''}"
+                f"{', '.join(map(repr, allowlists))}: a white list needs at least one id"
+            )
+        out.requirements.append({"name": WHITELIST, "white_list": sorted(allowed)})
+    if blocklists:
+        blocked: set = set()
+        for i, name in enumerate(blocklists):
+            blocked.update(_ids(db, "blocklists", i, name, now, out))
+        if blocked:
+            out.requirements.append({"name": BLACKLIST, "black_list": sorted(blocked)})
+        else:
+            out.warnings.append(f"no Prolific participant holds {', '.join(map(repr, blocklists))}: no black list needed")
+    for qualification, n in out.other_providers.items():
+        out.warnings.append(f"{qualification}: {n} holder(s) are not Prolific participants and are left out")
+    _validate(out.requirements)
+    return out
+
+
+def _validate(requirements: List[Dict[str, Any]]) -> None:
+    from mephisto_quals.prolific import build_prolific_requirements
+
+    _, problems = build_prolific_requirements(requirements, PROLIFIC_CONFIG_PATH)
+    if problems:  # would be a bug here: say so plainly
+        raise QualsConfigError(problems)
+
+
+def prolific_requirements(
+    db: Any,
+    allowlists: Sequence[str] = (),
+    blocklists: Sequence[str] = (),
+    *,
+    strict: bool = True,
+    now: Optional[float] = None,
+) -> List[Dict[str, Any]]:
+    """Eligibility requirements for ``mephisto.blueprint.quals.prolific`` from local lists.
+
+    ``allowlists``: only participants holding every one may take the study (one
+    ``CustomWhitelistEligibilityRequirement``). ``blocklists``: participants holding any are
+    kept out (one ``CustomBlacklistEligibilityRequirement``). Only live (non-expired) grants
+    of workers with provider type ``prolific`` count. With ``strict`` (the default) a holder
+    whose name is not a Prolific participant id raises QualsConfigError naming each one;
+    otherwise they are left out (see :func:`prolific_lists` for the report).
+    """
+    result = prolific_lists(db, allowlists, blocklists, now=now)
+    if strict and result.invalid:
+        raise QualsConfigError(result.invalid)
+    return result.requirements
+
+
+def format_requirements(requirements: List[Dict[str, Any]], fmt: str = "yaml", notes: Sequence[str] = ()) -> str:
+    """Text to paste as the value of ``mephisto.blueprint.quals.prolific`` (YAML or JSON).
+
+    ``notes`` become YAML comments (JSON has none: print them elsewhere).
+    """
+    if fmt == "json":
+        return json.dumps(requirements, indent=2) + "\n"
+    if fmt != "yaml":
+        raise ValueError(f"format: {fmt!r} is not valid; use yaml or json")
+    import yaml
+
+    body = yaml.safe_dump(requirements, default_flow_style=None, sort_keys=False, width=100)
+    comments = "".join(f"# {line}\n" for note in notes for line in str(note).splitlines())
+    return f"# paste as the value of {PROLIFIC_CONFIG_PATH}\n{comments}{body}"
+
+
+def export_prolific(
+    db: Any, qualification: str, block: bool = False, fmt: str = "yaml", *, strict: bool = False,
+    now: Optional[float] = None,
+) -> str:
+    """``export --format prolific``: one local list as a Prolific requirement, as text.
+
+    ``block`` exports a black list instead of a white list. Holders whose names are not
+    participant ids are left out unless ``strict`` (then QualsConfigError names them).
+    """
+    lists = prolific_lists(db, [] if block else [qualification], [qualification] if block else [], now=now)
+    if strict and lists.invalid:
+        raise QualsConfigError(lists.invalid)
+    notes = lists.warnings + [f"left out: {p}" for p in lists.invalid]
+    return format_requirements(lists.requirements, fmt, notes)
