@@ -776,20 +776,39 @@ def import_csv(
 @click.argument("qualification")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write to FILE (default: stdout).")
 @click.option("--include-expired", is_flag=True, help="Also export grants whose expiry has passed (those rows cannot be imported again).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "prolific"]), default="csv", show_default=True,
+              help="csv: holders for 'import'; prolific: a CustomWhitelistEligibilityRequirement (YAML) for "
+                   "mephisto.blueprint.quals.prolific.")
+@click.option("--block", is_flag=True, help="With --format prolific: a CustomBlacklistEligibilityRequirement instead.")
 @db_option
-def export_csv(qualification: str, output: Optional[str], include_expired: bool, db: Optional[str]) -> None:
+def export_csv(
+    qualification: str, output: Optional[str], include_expired: bool, fmt: str, block: bool, db: Optional[str]
+) -> None:
     """Write a qualification's holders as CSV: worker,worker_id,provider,value,expires_at,reason.
 
     'worker' is the provider's worker name (without Mephisto's _sandbox suffix), so the file
     imports into this or another Mephisto database with 'import'. Empty cells mean unset.
+    With --format prolific, the holders who are Prolific participants become an eligibility
+    requirement to paste under mephisto.blueprint.quals.prolific.
 
     \b
     Examples:
       mephisto-quals export trusted --output trusted.csv
       mephisto-quals export score > score.csv
+      mephisto-quals export banned --format prolific --block > prolific.yaml
     """
     from mephisto_quals import queries
 
+    if fmt == "prolific":
+        from mephisto_quals.prolific_lists import export_prolific
+
+        text = export_prolific(resolve_db(db), qualification, block=block, fmt="yaml")
+        if output:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        else:
+            sys.stdout.write(text)
+        return
     rows = queries.holders(resolve_db(db), qualification, include_expired=include_expired)
 
     def write(handle: Any) -> None:

@@ -64,6 +64,10 @@ class QualsRequired(BlueprintMixin):
         ids = ensure_qualifications(task_run.db, plan.qualification_names())
         for warning in plan.warnings:
             logger.warning(warning)
+        from mephisto_quals.eligibility import cost_notes
+
+        for note in cost_notes(plan):
+            logger.warning("mephisto-quals: cost: %s", note)
         for name in plan.allowlist_names():
             if holder_count(task_run.db, ids[name]) == 0:
                 logger.warning(

@@ -475,3 +475,19 @@ def test_review_is_a_dry_run_until_apply(cli, db, tmp_path):
     bad_rules.write_text("rules:\n  - when: sometimes\n    grant: trusted\n")
     result = cli("review", "--task", "reviewed-task", "--rules", str(bad_rules))
     assert result.code == 2 and "rules[0].when" in result.text, result.text
+
+
+def test_export_format_prolific_gives_a_requirement_for_the_quals_node(cli, db):
+    import yaml
+
+    from mephisto_quals.plan import plan_from_quals
+
+    ids = ["0123456789abcdef01234567", "89abcdef0123456789abcdef"]
+    assert cli("grant", "vetted", *ids, "--provider", "prolific", "--create").code == 0
+    done = cli("export", "vetted", "--format", "prolific")
+    assert done.code == 0, done.err
+    reqs = yaml.safe_load(done.out)
+    assert reqs == [{"name": "CustomWhitelistEligibilityRequirement", "white_list": sorted(ids)}]
+    assert plan_from_quals({"prolific": reqs}).prolific == reqs
+    blocked = yaml.safe_load(cli("export", "vetted", "--format", "prolific", "--block").out)
+    assert blocked[0]["name"] == "CustomBlacklistEligibilityRequirement"

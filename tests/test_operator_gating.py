@@ -177,3 +177,9 @@ def test_one_launch_one_copy_when_a_shared_state_is_reused(db, launch):
     assert len(state.prolific_specific_qualifications) == 1
     # The first run's own list was not changed by the second launch.
     assert keys(first.live_run.qualifications) == keys(first_list)
+
+
+def test_fee_adding_presets_print_a_cost_note_at_launch(db, launch, caplog):
+    with caplog.at_level(logging.WARNING, logger="mephisto_quals"):
+        launch({"mturk": {"system": {"masters": True}}})
+    assert "cost: Masters add 5% to MTurk's commission" in caplog.text
