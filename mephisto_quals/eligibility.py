@@ -200,7 +200,7 @@ def _all_holdings(conn: Any, names: Sequence[str], now: float) -> Dict[str, Opti
         rows = conn.execute(
             """SELECT g.worker_id, g.value FROM granted_qualifications g
                LEFT JOIN mephisto_quals_grant_meta m
-                 ON m.worker_id = g.worker_id AND m.qualification_id = g.qualification_id
+                 ON m.granted_qualification_id = g.granted_qualification_id
                WHERE g.qualification_id = ? AND (m.expires_at IS NULL OR m.expires_at > ?)""",
             (row["qualification_id"], now),
         )

@@ -79,10 +79,9 @@ def _holdings(conn: sqlite3.Connection, worker_id: Any, names: Sequence[str], no
                    (g.worker_id IS NOT NULL AND (m.expires_at IS NULL OR m.expires_at > ?)) AS live
             FROM qualifications q
             LEFT JOIN granted_qualifications g ON g.qualification_id = q.qualification_id AND g.worker_id = ?
-            LEFT JOIN mephisto_quals_grant_meta m
-              ON m.qualification_id = q.qualification_id AND m.worker_id = ?
+            LEFT JOIN mephisto_quals_grant_meta m ON m.granted_qualification_id = g.granted_qualification_id
             WHERE q.qualification_name IN ({','.join('?' * len(names))})""",
-        [now, int(worker_id), int(worker_id), *names],
+        [now, int(worker_id), *names],
     ).fetchall()
     return {r["name"]: (bool(r["live"]), r["value"] if r["live"] else None) for r in rows}
 

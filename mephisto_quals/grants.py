@@ -15,12 +15,12 @@ import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from mephisto_quals.durations import format_instant, parse_duration, parse_instant
 from mephisto_quals.errors import QualsError
 from mephisto_quals.requirements import check_name, failed_name
-from mephisto_quals.store import chunks, connect, transaction
+from mephisto_quals.store import META_JOIN, chunks, connect, transaction
 from mephisto_quals.workers import parse_refs, resolve_workers
 
 __all__ = [
@@ -32,6 +32,8 @@ __all__ = [
     "prune",
     "reset_onboarding",
     "set_values",
+    "grant_rows",
+    "GrantRow",
     "os_user",
 ]
 
@@ -62,6 +64,7 @@ class WorkerOutcome:
     old_value: Optional[int] = None
     new_value: Optional[int] = None
     error: Optional[str] = None
+    qualification: Optional[str] = None  # set where one report spans several (prune)
 
     @property
     def ok(self) -> bool:
@@ -113,18 +116,26 @@ def _qualification_id(conn: sqlite3.Connection, name: str, create: bool) -> int:
     return int(conn.execute("INSERT INTO qualifications (qualification_name) VALUES (?)", (name,)).lastrowid)
 
 
-def _existing(conn: sqlite3.Connection, qual_id: int, worker_ids: Sequence[int]) -> Dict[int, Tuple[int, Optional[float]]]:
-    """worker_id -> (value, expires_at) for current grants of one qualification."""
-    out: Dict[int, Tuple[int, Optional[float]]] = {}
+class _Held(NamedTuple):
+    """A current grant: its value, our expiry and reason (if any), and Mephisto's row id."""
+
+    value: int
+    expires_at: Optional[float]
+    reason: Optional[str]
+    row_id: int
+
+
+def _existing(conn: sqlite3.Connection, qual_id: int, worker_ids: Sequence[int]) -> Dict[int, _Held]:
+    """worker_id -> current grant of one qualification."""
+    out: Dict[int, _Held] = {}
     for part in chunks(list(worker_ids)):
         rows = conn.execute(
-            f"""SELECT g.worker_id, g.value, m.expires_at FROM granted_qualifications g
-                LEFT JOIN mephisto_quals_grant_meta m
-                  ON m.worker_id = g.worker_id AND m.qualification_id = g.qualification_id
+            f"""SELECT g.worker_id, g.value, m.expires_at, m.reason, g.granted_qualification_id AS row_id
+                FROM granted_qualifications g {META_JOIN}
                 WHERE g.qualification_id = ? AND g.worker_id IN ({','.join('?' * len(part))})""",
             [qual_id, *part],
         )
-        out.update({r["worker_id"]: (r["value"], r["expires_at"]) for r in rows})
+        out.update({r[0]: _Held(r[1], r[2], r[3], r[4]) for r in rows})
     return out
 
 
@@ -170,6 +181,112 @@ def _run(db: Any, work: Callable[[sqlite3.Connection], None], dry_run: bool) -> 
         conn.close()
 
 
+class GrantRow(NamedTuple):
+    """One worker's grant in a :func:`grant_rows` call (expiry as unix seconds, None = permanent)."""
+
+    worker: Union[str, int]
+    value: int = 1
+    provider: Optional[str] = None
+    expires_at: Optional[float] = None
+    reason: Optional[str] = None
+
+
+def grant_rows(
+    db: Any,
+    qualification: str,
+    rows: Sequence[GrantRow],
+    *,
+    source: str = "api",
+    create: bool = False,
+    dry_run: bool = False,
+    progress: Progress = None,
+    now: Optional[float] = None,
+) -> BulkReport:
+    """Grant one qualification with its own value, provider, expiry and reason per worker,
+    all in one transaction (what ``import`` of a CSV needs).
+
+    New grants are plain INSERTs and changed values UPDATEs in place, as Mephisto's
+    ``_grant_qualification`` does (an upsert would use up an AUTOINCREMENT id per update and
+    later ids would drift from Mephisto's). Workers named by provider worker name whom
+    Mephisto has never seen get a worker record, so the grant gates them when they arrive.
+    """
+    now = time.time() if now is None else now
+    report = BulkReport("grant", qualification, dry_run)
+    wanted: Dict[str, GrantRow] = {}
+    refs = []
+    for provider in dict.fromkeys(r.provider for r in rows):
+        group = [r for r in rows if r.provider == provider]
+        for r in group:
+            _check_value(r.value, f"value for {r.worker}")
+        parsed, refused = parse_refs([r.worker for r in group], provider)
+        report.outcomes += [WorkerOutcome(w, "failed", error=why) for w, why in refused.items()]
+        for r in group:
+            wanted[str(r.worker).strip()] = r
+        refs += parsed
+    user = os_user()
+
+    def work(conn: sqlite3.Connection) -> None:
+        qual_id = _qualification_id(conn, qualification, create)
+        found, missing = resolve_workers(conn, refs, create=True)
+        report.outcomes.extend(WorkerOutcome(w, "failed", error=why) for w, why in missing.items())
+        targets = [(r.given, *found[r.given]) for r in refs if r.given in found]
+        current = _existing(conn, qual_id, [wid for _, wid, _ in targets])
+        for part in chunks(targets):
+            inserts, updates, metas, stale, audits = [], [], [], [], []
+            fresh: Dict[int, GrantRow] = {}
+            for given, wid, wname in part:
+                row = wanted[given]
+                old = current.get(wid)
+                if old is None:
+                    status = "granted"
+                elif (old.value, old.expires_at, old.reason) == (row.value, row.expires_at, row.reason):
+                    status = "unchanged"
+                else:
+                    status = "updated"
+                report.outcomes.append(WorkerOutcome(given, status, wid, wname, old.value if old else None, row.value))
+                if status == "unchanged":
+                    continue
+                if old is None:
+                    inserts.append((qual_id, wid, row.value))
+                    fresh[wid] = row
+                else:
+                    if old.value != row.value:
+                        updates.append((row.value, qual_id, wid))
+                    if row.expires_at is not None or row.reason is not None:
+                        metas.append((old.row_id, wid, qual_id, row.expires_at, row.reason, now))
+                    elif old.expires_at is not None or old.reason is not None:
+                        stale.append((old.row_id,))
+                # Two names for one worker in one call: the second sees the first.
+                current[wid] = _Held(row.value, row.expires_at, row.reason, old.row_id if old else -1)
+                audits.append((now, qualification, wid, wname, "grant", old.value if old else None, row.value,
+                               row.expires_at, row.reason, source, user))
+            conn.executemany("INSERT INTO granted_qualifications (qualification_id, worker_id, value) VALUES (?, ?, ?)", inserts)
+            conn.executemany("UPDATE granted_qualifications SET value = ? WHERE qualification_id = ? AND worker_id = ?", updates)
+            with_meta = [wid for wid, row in fresh.items() if row.expires_at is not None or row.reason is not None]
+            if with_meta:
+                ids = conn.execute(
+                    f"""SELECT worker_id, granted_qualification_id FROM granted_qualifications
+                        WHERE qualification_id = ? AND worker_id IN ({','.join('?' * len(with_meta))})""",
+                    [qual_id, *with_meta],
+                ).fetchall()
+                for wid, row_id in ids:
+                    metas.append((row_id, wid, qual_id, fresh[wid].expires_at, fresh[wid].reason, now))
+                    current[wid] = current[wid]._replace(row_id=row_id)
+            conn.executemany("DELETE FROM mephisto_quals_grant_meta WHERE granted_qualification_id = ?", stale)
+            conn.executemany(
+                """INSERT OR REPLACE INTO mephisto_quals_grant_meta
+                   (granted_qualification_id, worker_id, qualification_id, expires_at, reason, granted_at)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                metas,
+            )
+            _audit(conn, audits)
+            if progress:
+                progress(len(part))
+
+    _run(db, work, dry_run)
+    return report
+
+
 def set_values(
     db: Any,
     qualification: str,
@@ -185,67 +302,12 @@ def set_values(
     progress: Progress = None,
     now: Optional[float] = None,
 ) -> BulkReport:
-    """Grant one qualification with a value per worker, in one transaction.
-
-    Workers named by provider worker name (``provider=...``) that Mephisto has never seen
-    get a Mephisto worker record, so the grant gates them when they first arrive.
-    """
+    """Grant one qualification with a value per worker (same provider, expiry and reason), in
+    one transaction; see :func:`grant_rows`."""
     now = time.time() if now is None else now
     expiry = _expiry(expires_in, expires_at, now)
-    for worker, value in values.items():
-        _check_value(value, f"value for {worker}")
-    refs, refused = parse_refs(values.keys(), provider)
-    report = BulkReport("grant", qualification, dry_run)
-    report.outcomes += [WorkerOutcome(w, "failed", error=why) for w, why in refused.items()]
-    by_given = {str(k).strip(): v for k, v in values.items()}
-    user = os_user()
-
-    def work(conn: sqlite3.Connection) -> None:
-        qual_id = _qualification_id(conn, qualification, create)
-        found, missing = resolve_workers(conn, refs, create=True)
-        report.outcomes.extend(WorkerOutcome(w, "failed", error=why) for w, why in missing.items())
-        targets = [(r.given, *found[r.given]) for r in refs if r.given in found]
-        current = _existing(conn, qual_id, [wid for _, wid, _ in targets])
-        done = 0
-        for part in chunks(targets):
-            inserts, updates, metas, audits = [], [], [], []
-            for given, wid, wname in part:
-                value = by_given[given]
-                old = current.get(wid)
-                status = "granted" if old is None else ("unchanged" if old == (value, expiry) else "updated")
-                report.outcomes.append(WorkerOutcome(given, status, wid, wname, old[0] if old else None, value))
-                if status == "unchanged":
-                    continue
-                # A plain INSERT for new grants and an UPDATE for changed values, as Mephisto's
-                # _grant_qualification does: an upsert would use up an AUTOINCREMENT id on every
-                # update, so later grants' ids would drift from the ones Mephisto would give.
-                if old is None:
-                    inserts.append((qual_id, wid, value))
-                elif old[0] != value:
-                    updates.append((value, qual_id, wid))
-                current[wid] = (value, expiry)  # two names for one worker: the second sees the first
-                metas.append((wid, qual_id, expiry, reason, now))
-                audits.append((now, qualification, wid, wname, "grant", old[0] if old else None, value, expiry, reason, source, user))
-            conn.executemany(
-                "INSERT INTO granted_qualifications (qualification_id, worker_id, value) VALUES (?, ?, ?)", inserts
-            )
-            conn.executemany(
-                "UPDATE granted_qualifications SET value = ? WHERE qualification_id = ? AND worker_id = ?", updates
-            )
-            conn.executemany(
-                """INSERT INTO mephisto_quals_grant_meta (worker_id, qualification_id, expires_at, reason, granted_at)
-                   VALUES (?, ?, ?, ?, ?)
-                   ON CONFLICT (worker_id, qualification_id) DO UPDATE SET
-                     expires_at = excluded.expires_at, reason = excluded.reason, granted_at = excluded.granted_at""",
-                metas,
-            )
-            _audit(conn, audits)
-            done += len(part)
-            if progress:
-                progress(len(part))
-
-    _run(db, work, dry_run)
-    return report
+    rows = [GrantRow(w, v, provider, expiry, reason) for w, v in values.items()]
+    return grant_rows(db, qualification, rows, source=source, create=create, dry_run=dry_run, progress=progress, now=now)
 
 
 def grant(
@@ -304,6 +366,7 @@ def _remove(
                     deletes.append((qual_ids[name], wid))
                     audits.append((now, name, wid, wname, action, old, None, None, reason, source, user))
             conn.executemany("DELETE FROM granted_qualifications WHERE qualification_id = ? AND worker_id = ?", deletes)
+            # By pair, not row id: this also clears rows left behind by Mephisto's own revoke.
             conn.executemany("DELETE FROM mephisto_quals_grant_meta WHERE qualification_id = ? AND worker_id = ?", deletes)
             _audit(conn, audits)
             if progress:
@@ -353,24 +416,25 @@ def prune(db: Any, *, now: Optional[float] = None, source: str = "api", dry_run:
     user = os_user()
 
     def work(conn: sqlite3.Connection) -> None:
+        # Only the grant row the expiry belongs to goes; a row Mephisto made later is another grant.
         rows = conn.execute(
-            """SELECT m.worker_id, m.qualification_id, q.qualification_name, w.worker_name, g.value, m.expires_at
+            """SELECT m.granted_qualification_id AS row_id, m.worker_id, q.qualification_name, w.worker_name,
+                      g.value, m.expires_at
                FROM mephisto_quals_grant_meta m
                JOIN qualifications q ON q.qualification_id = m.qualification_id
                JOIN workers w ON w.worker_id = m.worker_id
-               LEFT JOIN granted_qualifications g
-                 ON g.worker_id = m.worker_id AND g.qualification_id = m.qualification_id
+               LEFT JOIN granted_qualifications g ON g.granted_qualification_id = m.granted_qualification_id
                WHERE m.expires_at IS NOT NULL AND m.expires_at <= ?""",
             (now,),
         ).fetchall()
-        keys = [(r["qualification_id"], r["worker_id"]) for r in rows]
-        conn.executemany("DELETE FROM granted_qualifications WHERE qualification_id = ? AND worker_id = ?", keys)
-        conn.executemany("DELETE FROM mephisto_quals_grant_meta WHERE qualification_id = ? AND worker_id = ?", keys)
+        ids = [(r["row_id"],) for r in rows]
+        conn.executemany("DELETE FROM granted_qualifications WHERE granted_qualification_id = ?", ids)
+        conn.executemany("DELETE FROM mephisto_quals_grant_meta WHERE granted_qualification_id = ?", ids)
         live = [r for r in rows if r["value"] is not None]
         _audit(conn, [(now, r["qualification_name"], r["worker_id"], r["worker_name"], "expire", r["value"], None,
                        r["expires_at"], "expired", source, user) for r in live])
-        report.outcomes += [WorkerOutcome(r["worker_name"], "pruned", r["worker_id"], r["worker_name"], r["value"], None)
-                            for r in live]
+        report.outcomes += [WorkerOutcome(r["worker_name"], "pruned", r["worker_id"], r["worker_name"], r["value"], None,
+                                          qualification=r["qualification_name"]) for r in live]
 
     _run(db, work, dry_run)
     return report

@@ -74,7 +74,7 @@ def holders(db: Any, qualification: str, include_expired: bool = False, now: Opt
             f"""SELECT w.worker_id, w.worker_name, w.provider_type, g.value, m.expires_at, m.reason
                 FROM granted_qualifications g JOIN workers w ON w.worker_id = g.worker_id
                 LEFT JOIN mephisto_quals_grant_meta m
-                  ON m.worker_id = g.worker_id AND m.qualification_id = g.qualification_id
+                  ON m.granted_qualification_id = g.granted_qualification_id
                 WHERE g.qualification_id = ? {'' if include_expired else 'AND ' + LIVE}
                 ORDER BY w.worker_name""",
             (row["qualification_id"],) if include_expired else (row["qualification_id"], now),
@@ -96,7 +96,7 @@ def list_qualifications(db: Any, now: Optional[float] = None) -> List[Qualificat
                 FROM qualifications q
                 LEFT JOIN granted_qualifications g ON g.qualification_id = q.qualification_id
                 LEFT JOIN mephisto_quals_grant_meta m
-                  ON m.worker_id = g.worker_id AND m.qualification_id = g.qualification_id
+                  ON m.granted_qualification_id = g.granted_qualification_id
                 GROUP BY q.qualification_id ORDER BY q.qualification_name""",
             (now, now),
         ).fetchall()

@@ -502,7 +502,7 @@ def _live_values(
             f"""SELECT g.worker_id, g.value, m.expires_at FROM granted_qualifications g
                 JOIN qualifications q ON q.qualification_id = g.qualification_id
                 LEFT JOIN mephisto_quals_grant_meta m
-                  ON m.worker_id = g.worker_id AND m.qualification_id = g.qualification_id
+                  ON m.granted_qualification_id = g.granted_qualification_id
                 WHERE q.qualification_name = ? AND (m.expires_at IS NULL OR m.expires_at > ?)
                   AND g.worker_id IN ({','.join('?' * len(part))})""",
             [qualification, now, *part],

@@ -14,20 +14,30 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, List, Sequence, TypeVar, Union
 
-__all__ = ["connect", "transaction", "database_path", "chunks", "SCHEMA"]
+__all__ = ["connect", "transaction", "database_path", "chunks", "SCHEMA", "META_JOIN", "LIVE"]
+
+#: Expiry and reason belong to one row of Mephisto's granted_qualifications (by its id): if
+#: Mephisto revokes and grants again, the new row is a new grant, with no expiry of ours.
+META_JOIN = (
+    "LEFT JOIN mephisto_quals_grant_meta m ON m.granted_qualification_id = g.granted_qualification_id"
+)
+#: A grant counts while it has no expiry or its expiry is still ahead (one bound parameter: now).
+LIVE = "(m.expires_at IS NULL OR m.expires_at > ?)"
 
 T = TypeVar("T")
 
 #: Our tables live in Mephisto's database file, beside its own.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mephisto_quals_grant_meta (
+    granted_qualification_id INTEGER PRIMARY KEY,
     worker_id INTEGER NOT NULL,
     qualification_id INTEGER NOT NULL,
     expires_at REAL,
     reason TEXT,
-    granted_at REAL NOT NULL,
-    PRIMARY KEY (worker_id, qualification_id)
+    granted_at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS mephisto_quals_grant_meta_pair
+    ON mephisto_quals_grant_meta (qualification_id, worker_id);
 CREATE INDEX IF NOT EXISTS mephisto_quals_grant_meta_expiry
     ON mephisto_quals_grant_meta (expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS mephisto_quals_audit (
@@ -71,10 +81,32 @@ def connect(db: Union[str, Path, Any]) -> sqlite3.Connection:
         conn.close()
         raise ValueError(f"{path} is not a Mephisto database (no {', '.join(sorted(missing))} table)")
     with transaction(conn):
+        _migrate(conn)
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Move a grant-meta table of the first layout (keyed by worker and qualification) to the
+    current one (keyed by Mephisto's grant row), keeping every row that still has its grant."""
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(mephisto_quals_grant_meta)")]
+    if not columns or "granted_qualification_id" in columns:
+        return
+    conn.execute("ALTER TABLE mephisto_quals_grant_meta RENAME TO mephisto_quals_grant_meta_v1")
+    conn.execute("DROP INDEX IF EXISTS mephisto_quals_grant_meta_expiry")
+    for statement in SCHEMA.split(";"):
+        if "mephisto_quals_grant_meta" in statement and statement.strip():
+            conn.execute(statement)
+    conn.execute(
+        """INSERT INTO mephisto_quals_grant_meta
+           (granted_qualification_id, worker_id, qualification_id, expires_at, reason, granted_at)
+           SELECT g.granted_qualification_id, o.worker_id, o.qualification_id, o.expires_at, o.reason, o.granted_at
+           FROM mephisto_quals_grant_meta_v1 o JOIN granted_qualifications g
+             ON g.worker_id = o.worker_id AND g.qualification_id = o.qualification_id"""
+    )
+    conn.execute("DROP TABLE mephisto_quals_grant_meta_v1")
 
 
 @contextmanager

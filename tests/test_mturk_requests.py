@@ -200,6 +200,12 @@ def test_explicit_decisions_win_over_the_rule(lists: LocalMephistoDB) -> None:
     assert [(h.worker_name, h.value) for h in holders(lists, "careful_reader", now=NOW)] == [("A3OTHER_sandbox", 5)]
 
 
+def worker_value(db: LocalMephistoDB, qualification: str, name: str) -> int:
+    from mephisto_quals.queries import holders
+
+    return next(h.value for h in holders(db, qualification) if h.worker_name == name)
+
+
 def test_an_accept_for_a_worker_already_holding_it_is_still_audited(db: LocalMephistoDB) -> None:
     grants.grant(db, "careful_reader", ["A1ALLOW"], provider="mturk_sandbox", create=True, now=NOW)
     c = client()
@@ -207,8 +213,11 @@ def test_an_accept_for_a_worker_already_holding_it_is_still_audited(db: LocalMep
         stub.add_response("accept_qualification_request", {}, {"QualificationRequestId": "R1", "IntegerValue": 1})
         report = decide(db, c, [req("R1", "A1ALLOW")], rule=Rule(["careful_reader"]), now=NOW)
         stub.assert_no_pending_responses()
-    assert report.outcomes[0].local == "unchanged"
-    assert [(e.action, e.source) for e in history(db)] == [("accept-request", "mturk-request"), ("grant", "api")]
+    # Same value: Mephisto's row is untouched; the accept's reason is recorded on the grant.
+    assert report.outcomes[0].local == "updated"
+    assert worker_value(db, "careful_reader", "A1ALLOW_sandbox") == 1
+    actions = [(e.action, e.source) for e in history(db)]
+    assert actions[0] == ("accept-request", "mturk-request") and actions[-1] == ("grant", "api")
 
 
 def test_dry_run_sends_and_writes_nothing(lists: LocalMephistoDB) -> None:
