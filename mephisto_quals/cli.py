@@ -757,19 +757,11 @@ def import_csv(
     now = time.time()
     rows = read_grant_csv(csv_file, provider, reason, now)
     path = resolve_db(db)
-    # set_values takes one provider, expiry and reason per call: one call per distinct combination.
-    groups: Dict[Tuple[Optional[str], Optional[float], Optional[str]], Dict[str, int]] = {}
-    for row in rows:
-        groups.setdefault((row.provider, row.expires_at, row.reason), {})[row.worker] = row.value
-    merged = grants.BulkReport("grant", qualification, dry_run)
-    with _Progress(len(rows), progress, f"import {qualification}") as bar:
-        for (group_provider, expires, group_reason), values in groups.items():
-            report = grants.set_values(
-                path, qualification, values, provider=group_provider, reason=group_reason, expires_at=expires,
-                source=SOURCE, create=create, dry_run=dry_run, progress=bar, now=now,
-            )
-            merged.outcomes += report.outcomes
-    _finish(_print_report(merged, verbose))
+    grant_rows = [grants.GrantRow(r.worker, r.value, r.provider, r.expires_at, r.reason) for r in rows]
+    with _Progress(len(rows), progress, f"import {qualification}") as bar:  # one transaction: all or nothing
+        report = grants.grant_rows(path, qualification, grant_rows, source=SOURCE, create=create, dry_run=dry_run,
+                                   progress=bar, now=now)
+    _finish(_print_report(report, verbose))
 
 
 @cli.command("export")

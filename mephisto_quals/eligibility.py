@@ -18,7 +18,7 @@ from mephisto_quals.gate import check_worker, passes
 from mephisto_quals.mturk import LOCALE_ID, SYSTEM_QUALS, is_mturk_provider
 from mephisto_quals.plan import QualsPlan, _get, gate_requirements, plan_for_run
 from mephisto_quals.requirements import Requirement
-from mephisto_quals.store import chunks, connect
+from mephisto_quals.store import connect
 from mephisto_quals.workers import parse_refs, resolve_workers
 
 __all__ = [

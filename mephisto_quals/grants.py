@@ -214,6 +214,9 @@ def grant_rows(
     report = BulkReport("grant", qualification, dry_run)
     wanted: Dict[str, GrantRow] = {}
     refs = []
+    for r in rows:
+        if r.expires_at is not None and r.expires_at <= now:
+            raise ValueError(f"expires_at for {r.worker}: {format_instant(r.expires_at)} is in the past")
     for provider in dict.fromkeys(r.provider for r in rows):
         group = [r for r in rows if r.provider == provider]
         for r in group:

@@ -47,10 +47,9 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from mephisto_quals import grants as _grants
-from mephisto_quals.errors import QualsError
 from mephisto_quals.grants import BulkReport, WorkerOutcome
 from mephisto_quals.mturk_client import (
     MTurkCalls,
