@@ -53,7 +53,7 @@ def os_user() -> str:
         return os.environ.get("USER") or str(os.getuid())
 
 
-@dataclass
+@dataclass(slots=True)
 class WorkerOutcome:
     """What happened to one worker: status is granted, updated, unchanged, revoked, not held or failed."""
 
@@ -140,12 +140,21 @@ def _existing(conn: sqlite3.Connection, qual_id: int, worker_ids: Sequence[int])
 
 
 def _audit(conn: sqlite3.Connection, rows: List[Tuple[Any, ...]]) -> None:
-    conn.executemany(
-        """INSERT INTO mephisto_quals_audit
-           (at, qualification, worker_id, worker_name, action, old_value, new_value, expires_at, reason, source, os_user)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        rows,
-    )
+    """Record changes: rows of (at, qualification, worker_id, worker_name, action, old, new,
+    expires_at, reason, source, os_user), stored as one batch row per shared context."""
+    batches: Dict[Tuple[Any, ...], List[Tuple[Any, Any, Any]]] = {}
+    for at, qualification, wid, _name, action, old, new, expires_at, reason, source, user in rows:
+        batches.setdefault((at, qualification, action, expires_at, reason, source, user), []).append((wid, old, new))
+    for context, changes in batches.items():
+        batch_id = conn.execute(
+            """INSERT INTO mephisto_quals_audit_batch (at, qualification, action, expires_at, reason, source, os_user)
+               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            context,
+        ).lastrowid
+        conn.executemany(
+            "INSERT INTO mephisto_quals_audit_change (batch_id, worker_id, old_value, new_value) VALUES (?, ?, ?, ?)",
+            [(batch_id, *change) for change in changes],
+        )
 
 
 def _expiry(expires_in: Any, expires_at: Any, now: float) -> Optional[float]:

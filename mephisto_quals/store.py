@@ -27,7 +27,7 @@ LIVE = "(m.expires_at IS NULL OR m.expires_at > ?)"
 T = TypeVar("T")
 
 #: Our tables live in Mephisto's database file, beside its own.
-SCHEMA = """
+META_TABLE = """
 CREATE TABLE IF NOT EXISTS mephisto_quals_grant_meta (
     granted_qualification_id INTEGER PRIMARY KEY,
     worker_id INTEGER NOT NULL,
@@ -35,28 +35,48 @@ CREATE TABLE IF NOT EXISTS mephisto_quals_grant_meta (
     expires_at REAL,
     reason TEXT,
     granted_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS mephisto_quals_grant_meta_pair
-    ON mephisto_quals_grant_meta (qualification_id, worker_id);
-CREATE INDEX IF NOT EXISTS mephisto_quals_grant_meta_expiry
-    ON mephisto_quals_grant_meta (expires_at) WHERE expires_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS mephisto_quals_audit (
-    audit_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    qualification TEXT NOT NULL,
-    worker_id INTEGER NOT NULL,
-    worker_name TEXT NOT NULL,
-    action TEXT NOT NULL,
-    old_value INTEGER,
-    new_value INTEGER,
-    expires_at REAL,
-    reason TEXT,
-    source TEXT NOT NULL,
-    os_user TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS mephisto_quals_audit_qual ON mephisto_quals_audit (qualification);
-CREATE INDEX IF NOT EXISTS mephisto_quals_audit_worker ON mephisto_quals_audit (worker_id);
-"""
+)"""
+
+#: Statements, in order. The audit is stored as one batch row per change set (time,
+#: qualification, action, expiry, reason, source, OS user) plus one small row per worker, which
+#: keeps a 10,000-worker grant cheap; the ``mephisto_quals_audit`` view reads it back one row
+#: per change, and inserting into the view (one change) also works.
+SCHEMA: List[str] = [
+    META_TABLE,
+    "CREATE INDEX IF NOT EXISTS mephisto_quals_grant_meta_pair ON mephisto_quals_grant_meta (qualification_id, worker_id)",
+    "CREATE INDEX IF NOT EXISTS mephisto_quals_grant_meta_expiry ON mephisto_quals_grant_meta (expires_at) "
+    "WHERE expires_at IS NOT NULL",
+    """CREATE TABLE IF NOT EXISTS mephisto_quals_audit_batch (
+        batch_id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        qualification TEXT NOT NULL,
+        action TEXT NOT NULL,
+        expires_at REAL,
+        reason TEXT,
+        source TEXT NOT NULL,
+        os_user TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS mephisto_quals_audit_change (
+        change_id INTEGER PRIMARY KEY,
+        batch_id INTEGER NOT NULL REFERENCES mephisto_quals_audit_batch (batch_id),
+        worker_id INTEGER NOT NULL,
+        old_value INTEGER,
+        new_value INTEGER
+    )""",
+    """CREATE VIEW IF NOT EXISTS mephisto_quals_audit AS
+        SELECT c.change_id AS audit_id, b.at, b.qualification, c.worker_id, w.worker_name, b.action,
+               c.old_value, c.new_value, b.expires_at, b.reason, b.source, b.os_user
+        FROM mephisto_quals_audit_change c
+        JOIN mephisto_quals_audit_batch b ON b.batch_id = c.batch_id
+        LEFT JOIN workers w ON w.worker_id = c.worker_id""",
+    """CREATE TRIGGER IF NOT EXISTS mephisto_quals_audit_insert INSTEAD OF INSERT ON mephisto_quals_audit
+    BEGIN
+        INSERT INTO mephisto_quals_audit_batch (at, qualification, action, expires_at, reason, source, os_user)
+        VALUES (NEW.at, NEW.qualification, NEW.action, NEW.expires_at, NEW.reason, NEW.source, NEW.os_user);
+        INSERT INTO mephisto_quals_audit_change (batch_id, worker_id, old_value, new_value)
+        VALUES (last_insert_rowid(), NEW.worker_id, NEW.old_value, NEW.new_value);
+    END""",
+]
 
 _SQLITE_MAX_VARS = 900
 
@@ -82,23 +102,34 @@ def connect(db: Union[str, Path, Any]) -> sqlite3.Connection:
         raise ValueError(f"{path} is not a Mephisto database (no {', '.join(sorted(missing))} table)")
     with transaction(conn):
         _migrate(conn)
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for statement in SCHEMA:
+            conn.execute(statement)
     return conn
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Move a grant-meta table of the first layout (keyed by worker and qualification) to the
     current one (keyed by Mephisto's grant row), keeping every row that still has its grant."""
+    kinds = dict(conn.execute("SELECT name, type FROM sqlite_master WHERE name LIKE 'mephisto_quals_%'").fetchall())
+    if kinds.get("mephisto_quals_audit") == "table":  # first layout: one wide row per change
+        conn.execute("ALTER TABLE mephisto_quals_audit RENAME TO mephisto_quals_audit_v1")
+        conn.execute("DROP INDEX IF EXISTS mephisto_quals_audit_qual")
+        conn.execute("DROP INDEX IF EXISTS mephisto_quals_audit_worker")
+        for statement in SCHEMA[3:]:
+            conn.execute(statement)
+        conn.execute(
+            """INSERT INTO mephisto_quals_audit (at, qualification, worker_id, action, old_value, new_value,
+                                                 expires_at, reason, source, os_user)
+               SELECT at, qualification, worker_id, action, old_value, new_value, expires_at, reason, source, os_user
+               FROM mephisto_quals_audit_v1 ORDER BY audit_id"""
+        )
+        conn.execute("DROP TABLE mephisto_quals_audit_v1")
     columns = [r[1] for r in conn.execute("PRAGMA table_info(mephisto_quals_grant_meta)")]
     if not columns or "granted_qualification_id" in columns:
         return
     conn.execute("ALTER TABLE mephisto_quals_grant_meta RENAME TO mephisto_quals_grant_meta_v1")
     conn.execute("DROP INDEX IF EXISTS mephisto_quals_grant_meta_expiry")
-    for statement in SCHEMA.split(";"):
-        if "mephisto_quals_grant_meta" in statement and statement.strip():
-            conn.execute(statement)
+    conn.execute(META_TABLE)
     conn.execute(
         """INSERT INTO mephisto_quals_grant_meta
            (granted_qualification_id, worker_id, qualification_id, expires_at, reason, granted_at)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from mephisto_quals.store import chunks
 
@@ -21,8 +20,7 @@ KNOWN_PROVIDERS = {"mock", "mturk", "mturk_sandbox", "prolific"}
 _MTURK_WORKER = re.compile(r"^A[A-Z0-9]{1,63}$")
 
 
-@dataclass(frozen=True)
-class WorkerRef:
+class WorkerRef(NamedTuple):
     """A worker as the caller named them; exactly one of ``worker_id`` / ``name`` is set."""
 
     given: str

@@ -92,7 +92,7 @@ def counts(path: str, qualification: str) -> Dict[str, int]:
     conn = sqlite3.connect(path)
     try:
         one = lambda sql, *a: conn.execute(sql, a).fetchone()[0]  # noqa: E731
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
         qid = conn.execute("SELECT qualification_id FROM qualifications WHERE qualification_name = ?", (qualification,)).fetchone()
         out = {
             "integrity": conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)],
@@ -231,7 +231,7 @@ def test_hostile_worker_names_and_texts_are_stored_literally(db: LocalMephistoDB
 
     with db.table_access_condition:
         conn = db._get_connection()
-        tables = {r["name"] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {r["name"] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
         names = [r["worker_name"] for r in conn.execute("SELECT worker_name FROM workers ORDER BY worker_id")]
         quals = [r["qualification_name"] for r in conn.execute("SELECT qualification_name FROM qualifications")]
         granted = conn.execute("SELECT COUNT(*) AS n FROM granted_qualifications").fetchone()["n"]

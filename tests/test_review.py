@@ -70,7 +70,7 @@ def snapshot(db) -> Dict[str, list]:
     """Every row mephisto-quals or a grant could touch, and the table list."""
     conn = sqlite3.connect(db.db_path)
     try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")]
         out = {"tables": tables}
         for t in ("qualifications", "granted_qualifications", "workers", "mephisto_quals_grant_meta",
                   "mephisto_quals_audit", APPLIED_TABLE):
