@@ -329,6 +329,25 @@ def main() -> None:
     cli(prog_name="mephisto-quals")
 
 
+@cli.command("wut", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1)
+def wut(args: Tuple[str, ...]) -> None:
+    """Mephisto's 'wut' with the _quals blueprints registered: their arguments, with help.
+
+    Mephisto's own 'mephisto wut' does not load plugins, so it does not know the _quals
+    blueprints; this runs the same command after registering them.
+
+    \b
+    Examples:
+      mephisto-quals wut blueprint=static_task_quals
+      mephisto-quals wut blueprint=mock_quals quals
+    """
+    import mephisto_quals.blueprints  # noqa: F401  (registers the _quals blueprints)
+    from mephisto.client.cli import get_wut_arguments
+
+    get_wut_arguments(args)
+
+
 def _attach_provider_commands() -> None:
     """MTurk / Prolific commands live in their own modules (plain click, imported lazily inside)."""
     from mephisto_quals.cli_mturk import sync

@@ -491,3 +491,9 @@ def test_export_format_prolific_gives_a_requirement_for_the_quals_node(cli, db):
     assert plan_from_quals({"prolific": reqs}).prolific == reqs
     blocked = yaml.safe_load(cli("export", "vetted", "--format", "prolific", "--block").out)
     assert blocked[0]["name"] == "CustomBlacklistEligibilityRequirement"
+
+
+def test_wut_shows_the_quals_field_with_help(cli):
+    done = cli("wut", "blueprint=static_task_quals", use_db=False)
+    assert done.code == 0, done.err
+    assert "QualsConfig" in done.text and "Qualification control from mephisto-quals" in done.text
