@@ -18,6 +18,7 @@ __all__ = ["WorkerRef", "SANDBOX_PROVIDERS", "mephisto_worker_name", "parse_refs
 SANDBOX_PROVIDERS = {"mock", "mturk_sandbox"}
 KNOWN_PROVIDERS = {"mock", "mturk", "mturk_sandbox", "prolific"}
 _MTURK_WORKER = re.compile(r"^A[A-Z0-9]{1,63}$")
+_SPACE = re.compile(r"\s")
 
 
 class WorkerRef(NamedTuple):
@@ -60,13 +61,13 @@ def parse_refs(
             if not given.isdigit():
                 refused[given] = "not a Mephisto worker id (a number); name provider workers with --provider"
             else:
-                refs.append(WorkerRef(given, worker_id=int(given)))
-        elif any(c.isspace() for c in given):
+                refs.append(WorkerRef(given, int(given), None, None))
+        elif _SPACE.search(given):
             refused[given] = "worker names contain no whitespace"
         elif provider.startswith("mturk") and not _MTURK_WORKER.match(given.removesuffix("_sandbox")):
             refused[given] = "not an MTurk worker id (A followed by capital letters and digits)"
         else:
-            refs.append(WorkerRef(given, name=mephisto_worker_name(given, provider), provider=provider))
+            refs.append(WorkerRef(given, None, mephisto_worker_name(given, provider), provider))
     return refs, refused
 
 
