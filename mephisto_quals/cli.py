@@ -94,6 +94,12 @@ def _on_mturk(
     return run(path, qualification, names, requester=requester, live_ok=live, dry_run=dry_run, **kwargs)
 
 
+def files_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--file FILE: workers one per line, in addition to those on the command line."""
+    return click.option("--file", "files", type=click.File("r"), multiple=True, metavar="FILE",
+                        help="Read workers from FILE, one per line ('-' for stdin); # starts a comment.")(f)
+
+
 def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--db",
@@ -371,8 +377,7 @@ def _attach_provider_commands() -> None:
 @click.option("--expires-in", metavar="DURATION", help="Grant expires after this long: 30m, 12h, 7d, 2w or 'permanent'.")
 @click.option("--expires-at", metavar="ISO", help="Grant expires at this time, e.g. 2026-12-31 or 2026-12-31T18:00:00+00:00 (UTC if no zone).")
 @click.option("--create", is_flag=True, help="Create the qualification if it does not exist.")
-@click.option("--file", "files", type=click.File("r"), multiple=True, metavar="FILE",
-              help="Read workers from FILE, one per line ('-' for stdin); # starts a comment.")
+@files_option
 @mturk_options
 @dry_run_option
 @verbose_option
@@ -423,8 +428,7 @@ def grant(
 @click.argument("workers", nargs=-1)
 @provider_option
 @click.option("--reason", help="Why; recorded in the audit.")
-@click.option("--file", "files", type=click.File("r"), multiple=True, metavar="FILE",
-              help="Read workers from FILE, one per line ('-' for stdin); # starts a comment.")
+@files_option
 @mturk_options
 @dry_run_option
 @verbose_option
@@ -466,8 +470,7 @@ def revoke(
 @click.argument("workers", nargs=-1)
 @provider_option
 @click.option("--reason", help="Why; recorded in the audit.")
-@click.option("--file", "files", type=click.File("r"), multiple=True, metavar="FILE",
-              help="Read workers from FILE, one per line ('-' for stdin); # starts a comment.")
+@files_option
 @dry_run_option
 @verbose_option
 @db_option

@@ -35,6 +35,8 @@ __all__ = [
     "grant_rows",
     "GrantRow",
     "os_user",
+    "record_audit",
+    "OutcomeCounts",
 ]
 
 Progress = Optional[Callable[[int], None]]
@@ -71,17 +73,13 @@ class WorkerOutcome:
         return self.status != "failed"
 
 
-@dataclass
-class BulkReport:
-    """Per-worker outcomes of one bulk operation, and a summary."""
+class OutcomeCounts:
+    """Shared by reports whose ``outcomes`` each have a ``status`` and an ``ok``."""
 
-    action: str
-    qualification: str
-    dry_run: bool = False
-    outcomes: List[WorkerOutcome] = field(default_factory=list)
+    outcomes: List[Any]
 
     @property
-    def failed(self) -> List[WorkerOutcome]:
+    def failed(self) -> List[Any]:
         return [o for o in self.outcomes if not o.ok]
 
     @property
@@ -90,6 +88,16 @@ class BulkReport:
 
     def counts(self) -> Dict[str, int]:
         return dict(Counter(o.status for o in self.outcomes))
+
+
+@dataclass
+class BulkReport(OutcomeCounts):
+    """Per-worker outcomes of one bulk operation, and a summary."""
+
+    action: str
+    qualification: str
+    dry_run: bool = False
+    outcomes: List[WorkerOutcome] = field(default_factory=list)
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items())) or "no workers"
@@ -139,8 +147,8 @@ def _existing(conn: sqlite3.Connection, qual_id: int, worker_ids: Sequence[int])
     return out
 
 
-def _audit(conn: sqlite3.Connection, rows: List[Tuple[Any, ...]]) -> None:
-    """Record changes: rows of (at, qualification, worker_id, worker_name, action, old, new,
+def record_audit(conn: sqlite3.Connection, rows: List[Tuple[Any, ...]]) -> None:
+    """Record changes inside the caller's transaction: rows of (at, qualification, worker_id, worker_name, action, old, new,
     expires_at, reason, source, os_user), stored as one batch row per shared context."""
     batches: Dict[Tuple[Any, ...], List[Tuple[Any, Any, Any]]] = {}
     for at, qualification, wid, _name, action, old, new, expires_at, reason, source, user in rows:
@@ -291,7 +299,7 @@ def grant_rows(
                    VALUES (?, ?, ?, ?, ?, ?)""",
                 metas,
             )
-            _audit(conn, audits)
+            record_audit(conn, audits)
             if progress:
                 progress(len(part))
 
@@ -380,7 +388,7 @@ def _remove(
             conn.executemany("DELETE FROM granted_qualifications WHERE qualification_id = ? AND worker_id = ?", deletes)
             # By pair, not row id: this also clears rows left behind by Mephisto's own revoke.
             conn.executemany("DELETE FROM mephisto_quals_grant_meta WHERE qualification_id = ? AND worker_id = ?", deletes)
-            _audit(conn, audits)
+            record_audit(conn, audits)
             if progress:
                 progress(len(part))
 
@@ -443,7 +451,7 @@ def prune(db: Any, *, now: Optional[float] = None, source: str = "api", dry_run:
         conn.executemany("DELETE FROM granted_qualifications WHERE granted_qualification_id = ?", ids)
         conn.executemany("DELETE FROM mephisto_quals_grant_meta WHERE granted_qualification_id = ?", ids)
         live = [r for r in rows if r["value"] is not None]
-        _audit(conn, [(now, r["qualification_name"], r["worker_id"], r["worker_name"], "expire", r["value"], None,
+        record_audit(conn, [(now, r["qualification_name"], r["worker_id"], r["worker_name"], "expire", r["value"], None,
                        r["expires_at"], "expired", source, user) for r in live])
         report.outcomes += [WorkerOutcome(r["worker_name"], "pruned", r["worker_id"], r["worker_name"], r["value"], None,
                                           qualification=r["qualification_name"]) for r in live]

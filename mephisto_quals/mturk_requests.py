@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from mephisto_quals.errors import QualsError
+from mephisto_quals.grants import OutcomeCounts
 from mephisto_quals.mturk_types import looks_like_type_id
 
 __all__ = [
@@ -250,20 +250,9 @@ class DecisionOutcome:
 
 
 @dataclass
-class DecisionReport:
+class DecisionReport(OutcomeCounts):
     dry_run: bool = False
     outcomes: List[DecisionOutcome] = field(default_factory=list)
-
-    @property
-    def failed(self) -> List[DecisionOutcome]:
-        return [o for o in self.outcomes if not o.ok]
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def counts(self) -> Dict[str, int]:
-        return dict(Counter(o.status for o in self.outcomes))
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items())) or "no requests"
@@ -281,7 +270,7 @@ def record_decisions(
 
     Workers Mephisto has never seen get a worker record so the row can name them.
     """
-    from mephisto_quals.grants import os_user
+    from mephisto_quals.grants import os_user, record_audit
     from mephisto_quals.store import connect, transaction
     from mephisto_quals.workers import parse_refs, resolve_workers
 
@@ -300,12 +289,7 @@ def record_decisions(
                 found, _ = resolve_workers(conn, refs, create=True)
                 wid, wname = found[refs[0].given]
                 rows.append((now, qualification, wid, wname, action, None, value, None, reason, source, user))
-            conn.executemany(
-                """INSERT INTO mephisto_quals_audit
-                   (at, qualification, worker_id, worker_name, action, old_value, new_value, expires_at, reason, source, os_user)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                rows,
-            )
+            record_audit(conn, rows)
     finally:
         conn.close()
 
