@@ -40,15 +40,37 @@ def speed_up_mephisto() -> None:
     tornado.autoreload.start = lambda *args, **kwargs: None
 
 
-def stop_operator(operator: "Operator") -> None:
-    """Shut an operator and its mock runs down in about a second.
+def _cancel_tasks(operator: "Operator") -> None:
+    """Cancel everything pending on the Operator's loop and let the cancellations land."""
+    import asyncio
 
-    The order matters: client channels close before the mock servers stop (otherwise each
-    websocket close waits out its timeout), then units expire and the loop's tracker ends.
-    ``Operator.shutdown`` waits for in-flight work and ``force_shutdown`` takes ~10 s here.
+    loop = operator._event_loop
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+def stop_operator(operator: "Operator") -> None:
+    """Stop every run of ``operator`` now (about a second), without waiting for in-flight work.
+
+    Mephisto 1.1.1 offers no safe fast path: ``Operator.shutdown`` waits 30 s at a time for
+    in-flight assignments, and its run tracker (``_track_and_kill_runs``) deletes the wrong
+    run on a forced shutdown of several runs and races any outside shutdown. So the tracker
+    and the worker pool's in-flight handlers are cancelled first; then each run is stopped
+    channels first (client channels close before the server, so no socket waits out its
+    timeout), its units expired, and its server stopped.
     """
     operator.is_shutdown = True
-    for live_run in list(operator.get_running_task_runs().values()):
+    _cancel_tasks(operator)
+    for live_run in list(operator._task_runs_tracked.values()):
         for step in (
             live_run.client_io.shutdown,
             live_run.task_launcher.shutdown,
@@ -62,7 +84,8 @@ def stop_operator(operator: "Operator") -> None:
             except Exception:  # best effort: keep stopping the rest
                 pass
     operator._task_runs_tracked.clear()
-    operator._event_loop.run_until_complete(operator.shutdown_async())
+    operator._event_loop.run_until_complete(_sleep(0.2))  # let closing sockets finish
+    _cancel_tasks(operator)
 
 
 @dataclass

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO
 
 from mephisto_quals.errors import QualsError
+from mephisto_quals.mock_crowd import stop_operator as stop  # noqa: F401  (public: pilot.stop)
 
 if TYPE_CHECKING:
     from mephisto.operations.operator import Operator
@@ -527,54 +528,6 @@ def wait_for_launch(operator: "Operator", task_run_id: str, timeout: float = 5.0
         return False
     launcher = live_run.task_launcher
     return operator._run_loop_until(lambda: bool(getattr(launcher, "finished_generators", False)), timeout)
-
-
-def _cancel_tasks(operator: "Operator") -> None:
-    """Cancel everything pending on the Operator's loop and let the cancellations land."""
-    import asyncio
-
-    loop = operator._event_loop
-    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    for task in pending:
-        task.cancel()
-    if pending:
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-
-
-def stop(operator: "Operator") -> None:
-    """Stop every run of ``operator`` now (about a second), without waiting for in-flight work.
-
-    Mephisto 1.1.1 offers no safe fast path: ``Operator.shutdown`` waits 30 s at a time for
-    in-flight assignments, and its run tracker (``_track_and_kill_runs``) deletes the wrong
-    run on a forced shutdown of several runs and races any outside shutdown. So the tracker
-    and the worker pool's in-flight handlers (a page reload, a reconnect) are cancelled
-    first; then each run is stopped channels first (client channels close before the server,
-    so no socket waits out its timeout), its units expired, and its server stopped.
-    """
-    operator.is_shutdown = True
-    _cancel_tasks(operator)
-    for live_run in list(operator._task_runs_tracked.values()):
-        for step in (
-            live_run.client_io.shutdown,
-            live_run.task_launcher.shutdown,
-            live_run.task_launcher.expire_units,
-            live_run.architect.shutdown,
-            live_run.task_runner.shutdown,
-            live_run.worker_pool.shutdown,
-        ):
-            try:
-                step()
-            except Exception:  # best effort: keep stopping the rest
-                pass
-    operator._task_runs_tracked.clear()
-    operator._event_loop.run_until_complete(_sleep(0.2))  # let closing sockets finish
-    _cancel_tasks(operator)
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
 
 
 def serve_until_interrupted(operator: "Operator", out: TextIO = sys.stdout, poll: float = 1.0) -> None:
