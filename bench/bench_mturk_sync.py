@@ -39,9 +39,9 @@ from botocore.stub import Stubber  # noqa: E402
 from mephisto.abstractions.databases.local_database import LocalMephistoDB  # noqa: E402
 from mephisto.abstractions.providers.mturk_sandbox.sandbox_mturk_requester import SandboxMTurkRequester  # noqa: E402
 
-from mephisto_quals import grants  # noqa: E402
-from mephisto_quals.mturk_client import MAX_RESULTS, SANDBOX_ENDPOINT  # noqa: E402
-from mephisto_quals.mturk_sync import apply_sync  # noqa: E402
+from mephisto_quals.admin import grants  # noqa: E402
+from mephisto_quals.providers.mturk.client import MAX_RESULTS, SANDBOX_ENDPOINT  # noqa: E402
+from mephisto_quals.providers.mturk.sync import apply_sync  # noqa: E402
 
 TYPE_ID = "3BENCHTYPE00000000000000000000"
 WRITES = {"AssociateQualificationWithWorker", "DisassociateQualificationFromWorker", "CreateQualificationType"}

@@ -14,50 +14,50 @@ from typing import TYPE_CHECKING, Any, Dict, List
 __version__ = "0.1.0"
 
 _EXPORTS: Dict[str, str] = {
-    "QUALS_BLUEPRINTS": "mephisto_quals.blueprints",
-    "register_stock_blueprints": "mephisto_quals.blueprints",
-    "with_quals": "mephisto_quals.blueprints",
-    "MTurkQualsConfig": "mephisto_quals.config",
-    "QualsArgs": "mephisto_quals.config",
-    "QualsConfig": "mephisto_quals.config",
-    "explain": "mephisto_quals.eligibility",
-    "forecast": "mephisto_quals.eligibility",
+    "QUALS_BLUEPRINTS": "mephisto_quals.integration.blueprints",
+    "register_stock_blueprints": "mephisto_quals.integration.blueprints",
+    "with_quals": "mephisto_quals.integration.blueprints",
+    "MTurkQualsConfig": "mephisto_quals.compile.config",
+    "QualsArgs": "mephisto_quals.compile.config",
+    "QualsConfig": "mephisto_quals.compile.config",
+    "explain": "mephisto_quals.admin.eligibility",
+    "forecast": "mephisto_quals.admin.eligibility",
     "Problem": "mephisto_quals.errors",
     "QualsConfigError": "mephisto_quals.errors",
     "QualsError": "mephisto_quals.errors",
-    "RequirementResult": "mephisto_quals.gate",
-    "check_worker": "mephisto_quals.gate",
-    "BulkReport": "mephisto_quals.grants",
-    "UnknownQualificationError": "mephisto_quals.grants",
-    "WorkerOutcome": "mephisto_quals.grants",
-    "grant": "mephisto_quals.grants",
-    "prune": "mephisto_quals.grants",
-    "reset_onboarding": "mephisto_quals.grants",
-    "revoke": "mephisto_quals.grants",
-    "set_values": "mephisto_quals.grants",
-    "QualsRequired": "mephisto_quals.mixin",
-    "ensure_qualifications": "mephisto_quals.mixin",
-    "SYSTEM_QUALS": "mephisto_quals.mturk",
-    "decide": "mephisto_quals.mturk_requests",
-    "list_requests": "mephisto_quals.mturk_requests",
-    "apply_sync": "mephisto_quals.mturk_sync",
-    "grant_on_mturk": "mephisto_quals.mturk_sync",
-    "plan_sync": "mephisto_quals.mturk_sync",
-    "revoke_on_mturk": "mephisto_quals.mturk_sync",
-    "ensure_types": "mephisto_quals.mturk_types",
-    "load_types": "mephisto_quals.mturk_types",
-    "QualsPlan": "mephisto_quals.plan",
-    "plan_for_run": "mephisto_quals.plan",
-    "plan_from_quals": "mephisto_quals.plan",
-    "prolific_requirements": "mephisto_quals.prolific_lists",
-    "history": "mephisto_quals.queries",
-    "holders": "mephisto_quals.queries",
-    "list_qualifications": "mephisto_quals.queries",
-    "Requirement": "mephisto_quals.requirements",
-    "apply_review": "mephisto_quals.review",
-    "load_rules": "mephisto_quals.review",
-    "plan_review": "mephisto_quals.review",
-    "QualsSharedState": "mephisto_quals.shared_state",
+    "RequirementResult": "mephisto_quals.integration.gate",
+    "check_worker": "mephisto_quals.integration.gate",
+    "BulkReport": "mephisto_quals.admin.grants",
+    "UnknownQualificationError": "mephisto_quals.admin.grants",
+    "WorkerOutcome": "mephisto_quals.admin.grants",
+    "grant": "mephisto_quals.admin.grants",
+    "prune": "mephisto_quals.admin.grants",
+    "reset_onboarding": "mephisto_quals.admin.grants",
+    "revoke": "mephisto_quals.admin.grants",
+    "set_values": "mephisto_quals.admin.grants",
+    "QualsRequired": "mephisto_quals.integration.mixin",
+    "ensure_qualifications": "mephisto_quals.integration.mixin",
+    "SYSTEM_QUALS": "mephisto_quals.compile.mturk",
+    "decide": "mephisto_quals.providers.mturk.requests",
+    "list_requests": "mephisto_quals.providers.mturk.requests",
+    "apply_sync": "mephisto_quals.providers.mturk.sync",
+    "grant_on_mturk": "mephisto_quals.providers.mturk.sync",
+    "plan_sync": "mephisto_quals.providers.mturk.sync",
+    "revoke_on_mturk": "mephisto_quals.providers.mturk.sync",
+    "ensure_types": "mephisto_quals.providers.mturk.types",
+    "load_types": "mephisto_quals.providers.mturk.types",
+    "QualsPlan": "mephisto_quals.compile.plan",
+    "plan_for_run": "mephisto_quals.compile.plan",
+    "plan_from_quals": "mephisto_quals.compile.plan",
+    "prolific_requirements": "mephisto_quals.providers.prolific.lists",
+    "history": "mephisto_quals.admin.queries",
+    "holders": "mephisto_quals.admin.queries",
+    "list_qualifications": "mephisto_quals.admin.queries",
+    "Requirement": "mephisto_quals.compile.requirements",
+    "apply_review": "mephisto_quals.admin.review",
+    "load_rules": "mephisto_quals.admin.review",
+    "plan_review": "mephisto_quals.admin.review",
+    "QualsSharedState": "mephisto_quals.integration.shared_state",
 }
 
 __all__ = [
@@ -108,23 +108,23 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from mephisto_quals.blueprints import QUALS_BLUEPRINTS, register_stock_blueprints, with_quals
-    from mephisto_quals.config import MTurkQualsConfig, QualsArgs, QualsConfig
-    from mephisto_quals.eligibility import explain, forecast
+    from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS, register_stock_blueprints, with_quals
+    from mephisto_quals.compile.config import MTurkQualsConfig, QualsArgs, QualsConfig
+    from mephisto_quals.admin.eligibility import explain, forecast
     from mephisto_quals.errors import Problem, QualsConfigError, QualsError
-    from mephisto_quals.gate import RequirementResult, check_worker
-    from mephisto_quals.grants import BulkReport, UnknownQualificationError, WorkerOutcome, grant, prune, reset_onboarding, revoke, set_values
-    from mephisto_quals.mixin import QualsRequired, ensure_qualifications
-    from mephisto_quals.mturk import SYSTEM_QUALS
-    from mephisto_quals.mturk_requests import decide, list_requests
-    from mephisto_quals.mturk_sync import apply_sync, grant_on_mturk, plan_sync, revoke_on_mturk
-    from mephisto_quals.mturk_types import ensure_types, load_types
-    from mephisto_quals.plan import QualsPlan, plan_for_run, plan_from_quals
-    from mephisto_quals.prolific_lists import prolific_requirements
-    from mephisto_quals.queries import history, holders, list_qualifications
-    from mephisto_quals.requirements import Requirement
-    from mephisto_quals.review import apply_review, load_rules, plan_review
-    from mephisto_quals.shared_state import QualsSharedState
+    from mephisto_quals.integration.gate import RequirementResult, check_worker
+    from mephisto_quals.admin.grants import BulkReport, UnknownQualificationError, WorkerOutcome, grant, prune, reset_onboarding, revoke, set_values
+    from mephisto_quals.integration.mixin import QualsRequired, ensure_qualifications
+    from mephisto_quals.compile.mturk import SYSTEM_QUALS
+    from mephisto_quals.providers.mturk.requests import decide, list_requests
+    from mephisto_quals.providers.mturk.sync import apply_sync, grant_on_mturk, plan_sync, revoke_on_mturk
+    from mephisto_quals.providers.mturk.types import ensure_types, load_types
+    from mephisto_quals.compile.plan import QualsPlan, plan_for_run, plan_from_quals
+    from mephisto_quals.providers.prolific.lists import prolific_requirements
+    from mephisto_quals.admin.queries import history, holders, list_qualifications
+    from mephisto_quals.compile.requirements import Requirement
+    from mephisto_quals.admin.review import apply_review, load_rules, plan_review
+    from mephisto_quals.integration.shared_state import QualsSharedState
 
 
 

@@ -31,8 +31,8 @@ from mephisto.operations.operator import Operator  # noqa: E402
 from mephisto.utils.testing import get_mock_requester  # noqa: E402
 
 import mephisto_quals  # noqa: E402
-from mephisto_quals.blueprints import QUALS_BLUEPRINTS  # noqa: E402
-from mephisto_quals.mock_crowd import MockRun, free_port, speed_up_mephisto, stop_operator  # noqa: E402
+from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS  # noqa: E402
+from mephisto_quals.devtools.mock_crowd import MockRun, free_port, speed_up_mephisto, stop_operator  # noqa: E402
 
 speed_up_mephisto()
 

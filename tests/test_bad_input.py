@@ -15,8 +15,8 @@ from mephisto.abstractions.providers.mturk_sandbox.sandbox_mturk_requester impor
 from mephisto.operations.operator import Operator
 
 from mephisto_quals import QualsConfigError
-from mephisto_quals.blueprints import QUALS_BLUEPRINTS
-from mephisto_quals.mturk import MASTERS_LIVE_ID, MASTERS_SANDBOX_ID
+from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS
+from mephisto_quals.compile.mturk import MASTERS_LIVE_ID, MASTERS_SANDBOX_ID
 
 Q = "mephisto.blueprint.quals"
 BLUEPRINT = QUALS_BLUEPRINTS["mock_quals"]

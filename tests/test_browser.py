@@ -3,7 +3,7 @@
 Each test launches the example static task (examples/gated_static_task: its task.html,
 onboarding.html and data.csv) on Mephisto's local architect (the node router) with the mock
 provider, through a real Operator, and opens the worker links a crowd provider would hand
-out. The Mephisto frontend and router come from mephisto_quals.pilot's cached builds (built
+out. The Mephisto frontend and router come from mephisto_quals.devtools.pilot's cached builds (built
 once by './run setup-browser'). The browser runs in a thread while the Operator's event
 loop keeps running in this one.
 
@@ -32,9 +32,11 @@ import pytest
 from conftest import worker
 from omegaconf import OmegaConf
 
-from mephisto_quals import grants, pilot
-from mephisto_quals.blueprints import QUALS_BLUEPRINTS
-from mephisto_quals.mock_crowd import free_port
+from mephisto_quals.admin import grants
+
+from mephisto_quals.devtools import pilot
+from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS
+from mephisto_quals.devtools.mock_crowd import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "gated_static_task"

@@ -20,8 +20,10 @@ from conftest import grant, worker
 
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 
-from mephisto_quals import grants, queries
-from mephisto_quals.grants import os_user
+from mephisto_quals.admin import grants
+
+from mephisto_quals.admin import queries
+from mephisto_quals.admin.grants import os_user
 
 EXE = Path(sys.executable).with_name("mephisto-quals")
 COMMANDS = ["grant", "revoke", "list", "show", "import", "export", "explain", "forecast", "history", "prune",
@@ -458,7 +460,7 @@ def reviewed_run(db: LocalMephistoDB, outcomes: Dict[str, str]) -> str:
 
 
 def test_review_is_a_dry_run_until_apply(cli, db, tmp_path):
-    pytest.importorskip("mephisto_quals.review")
+    pytest.importorskip("mephisto_quals.admin.review")
     run_id = reviewed_run(db, {"good": "approved", "bad": "rejected"})
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - when: approved\n    grant: trusted\n  - when: rejected\n    grant: blocked\n")
@@ -480,7 +482,7 @@ def test_review_is_a_dry_run_until_apply(cli, db, tmp_path):
 def test_export_format_prolific_gives_a_requirement_for_the_quals_node(cli, db):
     import yaml
 
-    from mephisto_quals.plan import plan_from_quals
+    from mephisto_quals.compile.plan import plan_from_quals
 
     ids = ["0123456789abcdef01234567", "89abcdef0123456789abcdef"]
     assert cli("grant", "vetted", *ids, "--provider", "prolific", "--create").code == 0

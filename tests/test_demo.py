@@ -14,7 +14,7 @@ def test_demo_gates_as_configured_and_keeps_out_of_home(tmp_path: Path) -> None:
     env = {**os.environ, "HOME": str(home), "COLUMNS": "200"}
     data_dir = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "mephisto_quals.demo", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "mephisto_quals.devtools.demo", "--data-dir", str(data_dir)],
         env=env, capture_output=True, text=True, timeout=120,
     )
     out = done.stdout

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from conftest import grant, worker
 
-from mephisto_quals import grants
-from mephisto_quals.eligibility import explain, forecast
+from mephisto_quals.admin import grants
+from mephisto_quals.admin.eligibility import explain, forecast
 
 CONFIG = {
     "mephisto": {

@@ -7,9 +7,9 @@ import time
 from conftest import worker
 from mephisto.operations.datatypes import WorkerFailureReasons
 
-from mephisto_quals import grants
-from mephisto_quals.gate import check_worker, qualified
-from mephisto_quals.queries import history, holders
+from mephisto_quals.admin import grants
+from mephisto_quals.integration.gate import check_worker, qualified
+from mephisto_quals.admin.queries import history, holders
 
 NOT_QUALIFIED = WorkerFailureReasons.NOT_QUALIFIED
 
@@ -73,7 +73,7 @@ def test_retake_delay_lets_a_failed_worker_try_again(db, launch):
 
 
 def test_check_worker_reports_expired_grants_as_not_held(db):
-    from mephisto_quals.requirements import Requirement
+    from mephisto_quals.compile.requirements import Requirement
 
     grants.grant(db, "badge", ["holder"], provider="mock", create=True, expires_in="1h")
     w = worker(db, "holder")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import table_counts, worker
 
-from mephisto_quals import grants
-from mephisto_quals.grants import UnknownQualificationError
-from mephisto_quals.queries import history, holders, list_qualifications
+from mephisto_quals.admin import grants
+from mephisto_quals.admin.grants import UnknownQualificationError
+from mephisto_quals.admin.queries import history, holders, list_qualifications
 
 
 def test_grant_by_provider_name_creates_unseen_workers_and_audits_each_change(db):

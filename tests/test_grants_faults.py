@@ -22,9 +22,10 @@ from mephisto.data_model.qualification import QUAL_EXISTS, QUAL_GREATER_EQUAL
 from mephisto.data_model.worker import Worker
 from mephisto.utils.qualifications import make_qualification_dict, worker_is_qualified
 
-from mephisto_quals import comparators as cmp
-from mephisto_quals import gate, grants
-from mephisto_quals.requirements import Requirement
+from mephisto_quals.compile import comparators as cmp
+from mephisto_quals.integration import gate
+from mephisto_quals.admin import grants
+from mephisto_quals.compile.requirements import Requirement
 
 BIG = 100_000
 
@@ -33,7 +34,7 @@ BIG = 100_000
 GRANT_CHILD = r"""
 import sys
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
-from mephisto_quals import grants
+from mephisto_quals.admin import grants
 
 path, n = sys.argv[1], int(sys.argv[2])
 LocalMephistoDB(database_path=path)
@@ -49,7 +50,7 @@ print("done", report.counts(), flush=True)
 CONCURRENT_CHILD = r"""
 import json, os, sys, time
 from collections import Counter
-from mephisto_quals import grants
+from mephisto_quals.admin import grants
 
 path, go, k, start, count, calls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 open(f"{go}.ready{k}", "w").close()

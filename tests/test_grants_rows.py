@@ -1,7 +1,7 @@
 """Our bulk grants leave exactly the rows Mephisto's own Worker API leaves.
 
 Twin databases: the same grants, re-grants (new value, same value), revokes and grants to
-workers Mephisto never saw, done with ``mephisto_quals.grants`` on one and with
+workers Mephisto never saw, done with ``mephisto_quals.admin.grants`` on one and with
 ``Worker.grant_qualification`` / ``revoke_qualification`` on the other. After every step
 the ``workers``, ``qualifications`` and ``granted_qualifications`` tables (and the
 autoincrement counters behind their ids) must be identical, creation dates aside.
@@ -21,7 +21,7 @@ from mephisto.data_model.worker import Worker
 from mephisto.operations.datatypes import WorkerFailureReasons
 from mephisto.utils.qualifications import find_or_create_qualification
 
-from mephisto_quals import grants
+from mephisto_quals.admin import grants
 
 NOT_QUALIFIED = WorkerFailureReasons.NOT_QUALIFIED
 MEPHISTO_TABLES = {

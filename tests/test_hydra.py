@@ -22,8 +22,8 @@ from typing import Any, Dict, List
 import pytest
 import yaml
 
-from mephisto_quals.config import QualsConfig
-from mephisto_quals.mock_crowd import free_port
+from mephisto_quals.compile.config import QualsConfig
+from mephisto_quals.devtools.mock_crowd import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gated_static_task" / "run_task.py"
 NOT_QUALIFIED = "You are not currently qualified to work on this task..."  # Mephisto's WorkerFailureReasons
@@ -132,8 +132,8 @@ from mephisto.data_model.worker import Worker
 from mephisto.operations.operator import Operator
 from mephisto.utils.qualifications import find_or_create_qualification
 
-from mephisto_quals.mock_crowd import MockRun, speed_up_mephisto, stop_operator
-from mephisto_quals.plan import plan_for_run
+from mephisto_quals.devtools.mock_crowd import MockRun, speed_up_mephisto, stop_operator
+from mephisto_quals.compile.plan import plan_for_run
 
 speed_up_mephisto()
 launched = {}
@@ -358,7 +358,7 @@ def test_help_lists_the_presets_blueprints_and_quals_fields(sandbox: Dict[str, A
 def test_mephisto_wut_shows_the_quals_field_once_registered(sandbox: Dict[str, Any]) -> None:
     # Mephisto's CLI loads only its own blueprints and runs no Hydra plugin, so the plain
     # `mephisto wut blueprint=static_task_quals` answers "not found"; with them registered:
-    cli = "import mephisto_quals.blueprints\nfrom mephisto.client.cli import cli\ncli()\n"
+    cli = "import mephisto_quals.integration.blueprints\nfrom mephisto.client.cli import cli\ncli()\n"
     out = ok(run(sandbox, "-c", cli, "wut", "blueprint=static_task_quals"))
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 4}
     assert "Qualification control from mephisto-quals" in rows["quals"]

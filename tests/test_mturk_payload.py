@@ -23,9 +23,9 @@ from mephisto.operations.config_handler import get_config_arg
 from mephisto.utils.qualifications import make_qualification_dict
 
 from mephisto_quals import QualsConfigError, plan_from_quals
-from mephisto_quals.blueprints import QUALS_BLUEPRINTS
-from mephisto_quals.mixin import QualsRequired
-from mephisto_quals.mturk import LOCALE_ID, MASTERS_LIVE_ID, MASTERS_SANDBOX_ID, MAX_REQUIREMENTS, SYSTEM_QUALS
+from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS
+from mephisto_quals.integration.mixin import QualsRequired
+from mephisto_quals.compile.mturk import LOCALE_ID, MASTERS_LIVE_ID, MASTERS_SANDBOX_ID, MAX_REQUIREMENTS, SYSTEM_QUALS
 
 SANDBOX_URL = "https://mturk-requester-sandbox.us-east-1.amazonaws.com"
 GUARD = "DiscoverPreviewAndAccept"

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 
-from mephisto_quals import grants
+from mephisto_quals.admin import grants
 from mephisto_quals.errors import QualsError
-from mephisto_quals.mturk_client import SANDBOX_ENDPOINT, MTurkCalls, Retry
-from mephisto_quals.mturk_requests import (
+from mephisto_quals.providers.mturk.client import SANDBOX_ENDPOINT, MTurkCalls, Retry
+from mephisto_quals.providers.mturk.requests import (
     DEFAULT_REJECT_REASON,
     QualRequest,
     Rule,
@@ -25,7 +25,7 @@ from mephisto_quals.mturk_requests import (
     list_requests,
     reject,
 )
-from mephisto_quals.queries import history, holders
+from mephisto_quals.admin.queries import history, holders
 
 SUBMITTED = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.timezone.utc)
 READER_ID = "3READER" + "0" * 23
@@ -201,7 +201,7 @@ def test_explicit_decisions_win_over_the_rule(lists: LocalMephistoDB) -> None:
 
 
 def worker_value(db: LocalMephistoDB, qualification: str, name: str) -> int:
-    from mephisto_quals.queries import holders
+    from mephisto_quals.admin.queries import holders
 
     return next(h.value for h in holders(db, qualification) if h.worker_name == name)
 
@@ -229,7 +229,7 @@ def test_dry_run_sends_and_writes_nothing(lists: LocalMephistoDB) -> None:
     assert [o.status for o in report.outcomes] == ["would accept", "would reject", "pending", "would reject", "pending", "pending"]
     assert report.summary().startswith("dry run, nothing sent or written")
     assert audit_rows(lists) == rows
-    from mephisto_quals.queries import list_qualifications
+    from mephisto_quals.admin.queries import list_qualifications
 
     assert "careful_reader" not in [q.name for q in list_qualifications(lists)]
 
@@ -278,7 +278,7 @@ def test_live_requests_grant_on_the_live_provider(db: LocalMephistoDB) -> None:
 
 
 def test_an_unknown_rule_list_is_an_error(db: LocalMephistoDB) -> None:
-    from mephisto_quals.grants import UnknownQualificationError
+    from mephisto_quals.admin.grants import UnknownQualificationError
 
     with pytest.raises(UnknownQualificationError, match="'trustd' does not exist"):
         decide(db, client(), [req("R1", "A1")], rule=Rule(["trustd"]), now=NOW)
@@ -306,7 +306,7 @@ def queue_listing(stub: Stubber, requests: List[Dict[str, Any]]) -> None:
 
 
 def test_requests_list_command(lists: LocalMephistoDB, requester: str) -> None:
-    from mephisto_quals.cli_provider import requests_group
+    from mephisto_quals.cli.providers import requests_group
 
     c = client()
     with Stubber(c) as stub:
@@ -324,7 +324,7 @@ def test_requests_list_command(lists: LocalMephistoDB, requester: str) -> None:
 
 
 def test_requests_decide_command(lists: LocalMephistoDB, requester: str) -> None:
-    from mephisto_quals.cli_provider import requests_group
+    from mephisto_quals.cli.providers import requests_group
 
     c = client()
     with Stubber(c) as stub:
@@ -346,7 +346,7 @@ def test_requests_decide_command(lists: LocalMephistoDB, requester: str) -> None
 
 
 def test_requests_decide_needs_something_to_decide(lists: LocalMephistoDB, requester: str) -> None:
-    from mephisto_quals.cli_provider import requests_group
+    from mephisto_quals.cli.providers import requests_group
 
     result = CliRunner(mix_stderr=False).invoke(requests_group, ["decide", "--requester", requester, "--db", lists.db_path])
     assert result.exit_code == 2 and "say what to decide" in result.stderr

@@ -27,10 +27,10 @@ from mephisto.abstractions.providers.mturk_sandbox.sandbox_mturk_requester impor
 from mephisto.data_model.qualification import QUAL_EXISTS
 from mephisto.utils.qualifications import make_qualification_dict, worker_is_qualified
 
-from mephisto_quals import grants
-from mephisto_quals.grants import UnknownQualificationError
-from mephisto_quals.cli_mturk import sync
-from mephisto_quals.mturk_client import (
+from mephisto_quals.admin import grants
+from mephisto_quals.admin.grants import UnknownQualificationError
+from mephisto_quals.cli.mturk_common import sync
+from mephisto_quals.providers.mturk.client import (
     RETRY_CONFIG,
     SANDBOX_ENDPOINT,
     LiveRequesterRefused,
@@ -41,8 +41,8 @@ from mephisto_quals.mturk_client import (
     find_qualification_type,
     mturk_qualification_name,
 )
-from mephisto_quals.mturk_sync import apply_sync, grant_on_mturk, journal, plan_sync, revoke_on_mturk
-from mephisto_quals.queries import history, holders
+from mephisto_quals.providers.mturk.sync import apply_sync, grant_on_mturk, journal, plan_sync, revoke_on_mturk
+from mephisto_quals.admin.queries import history, holders
 
 WRITES = {"AssociateQualificationWithWorker", "DisassociateQualificationFromWorker", "CreateQualificationType"}
 TYPE_ID = "3SYNCTYPE0000000000000000000AA"

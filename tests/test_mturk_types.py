@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 
 from mephisto_quals.errors import QualsConfigError
-from mephisto_quals.mturk_client import SANDBOX_ENDPOINT, MTurkCalls
-from mephisto_quals.mturk_types import QualTypeSpec, ensure_types, load_types, parse_types
+from mephisto_quals.providers.mturk.client import SANDBOX_ENDPOINT, MTurkCalls
+from mephisto_quals.providers.mturk.types import QualTypeSpec, ensure_types, load_types, parse_types
 
 QUESTION_FORM = """<QuestionForm xmlns="http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2017-11-06/QuestionForm.xsd">
   <Question>
@@ -365,7 +365,7 @@ def test_keywords_cannot_change_a_warning_and_no_write() -> None:
 
 def test_retries_can_be_enabled_later_and_a_test_added() -> None:
     """The model allows enabling retries and adding a test to a type without one."""
-    from mephisto_quals.mturk_types import TestSpec
+    from mephisto_quals.providers.mturk.types import TestSpec
 
     wanted = spec(retry_delay=3600, test=TestSpec(QUESTION_FORM, 600))
     c = client()
@@ -428,7 +428,7 @@ def sandbox_requester(db: LocalMephistoDB) -> str:
 
 
 def test_apply_command_on_the_sandbox(db: LocalMephistoDB, types_file: Path) -> None:
-    from mephisto_quals.cli_provider import qual_types
+    from mephisto_quals.cli.providers import qual_types
 
     name = sandbox_requester(db)
     c = client()
@@ -448,7 +448,7 @@ def test_apply_command_on_the_sandbox(db: LocalMephistoDB, types_file: Path) -> 
 def test_apply_command_refuses_a_live_requester_without_live_and_asks_with_it(db: LocalMephistoDB, types_file: Path) -> None:
     from mephisto.abstractions.providers.mturk.mturk_requester import MTurkRequester
 
-    from mephisto_quals.cli_provider import qual_types
+    from mephisto_quals.cli.providers import qual_types
 
     MTurkRequester.new(db, "boss")
     c = client(sandbox=False)
@@ -464,7 +464,7 @@ def test_apply_command_refuses_a_live_requester_without_live_and_asks_with_it(db
 
 
 def test_apply_command_reports_conflicts_with_exit_1(db: LocalMephistoDB, tmp_path: Path) -> None:
-    from mephisto_quals.cli_provider import qual_types
+    from mephisto_quals.cli.providers import qual_types
 
     name = sandbox_requester(db)
     path = tmp_path / "q.yaml"
@@ -480,7 +480,7 @@ def test_apply_command_reports_conflicts_with_exit_1(db: LocalMephistoDB, tmp_pa
 
 
 def test_apply_command_refuses_a_bad_file_before_any_call(db: LocalMephistoDB, tmp_path: Path) -> None:
-    from mephisto_quals.cli_provider import qual_types
+    from mephisto_quals.cli.providers import qual_types
 
     name = sandbox_requester(db)
     path = tmp_path / "bad.yaml"

@@ -11,7 +11,7 @@ import logging
 from conftest import grant, worker
 from mephisto.operations.datatypes import WorkerFailureReasons
 
-from mephisto_quals.gate import check_worker, first_failure
+from mephisto_quals.integration.gate import check_worker, first_failure
 
 NOT_QUALIFIED = WorkerFailureReasons.NOT_QUALIFIED
 
@@ -153,7 +153,7 @@ def test_composes_with_mephistos_block_and_onboarding_qualifications(db, launch)
 def test_one_launch_one_copy_when_a_shared_state_is_reused(db, launch):
     from mephisto.utils.qualifications import make_qualification_dict
 
-    from mephisto_quals.blueprints import QUALS_BLUEPRINTS
+    from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS
 
     state = QUALS_BLUEPRINTS["mock_quals"].SharedStateClass()
     own = make_qualification_dict("users-own", "DoesNotExist", None)

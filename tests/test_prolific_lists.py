@@ -15,8 +15,8 @@ from mephisto.abstractions.databases.local_database import LocalMephistoDB
 
 from mephisto_quals import QualsConfigError, plan_from_quals
 from mephisto_quals.errors import QualsError
-from mephisto_quals.grants import UnknownQualificationError, grant
-from mephisto_quals.prolific_lists import (
+from mephisto_quals.admin.grants import UnknownQualificationError, grant
+from mephisto_quals.providers.prolific.lists import (
     export_prolific,
     format_requirements,
     is_participant_id,
@@ -129,7 +129,7 @@ def test_export_block(lists: LocalMephistoDB) -> None:
 
 
 def invoke(db: LocalMephistoDB, *args: str) -> Any:
-    from mephisto_quals.cli_provider import export_prolific_command
+    from mephisto_quals.cli.providers import export_prolific_command
 
     return CliRunner(mix_stderr=False).invoke(export_prolific_command, [*args, "--db", db.db_path])
 

@@ -12,10 +12,10 @@ from mephisto.abstractions.blueprint import AgentState
 from mephisto.data_model.agent import Agent
 from mephisto.operations.datatypes import WorkerFailureReasons
 
-from mephisto_quals import review
+from mephisto_quals.admin import review
 from mephisto_quals.errors import QualsConfigError
-from mephisto_quals.queries import holders
-from mephisto_quals.review import (
+from mephisto_quals.admin.queries import holders
+from mephisto_quals.admin.review import (
     APPLIED_TABLE,
     ReviewInProgressError,
     UnknownRunError,

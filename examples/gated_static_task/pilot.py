@@ -2,7 +2,7 @@
 """Pilot the gated static task in your own browser: local server, mock workers, ready links.
 
 The same task, Hydra config and command line as run_task.py, plus what a pilot on this
-machine needs (mephisto_quals.pilot): Mephisto's frontend and router are built once into a
+machine needs (mephisto_quals.devtools.pilot): Mephisto's frontend and router are built once into a
 cache (Mephisto 1.1.1's own build pins an npm version that no longer exists) and reused, a
 few named test workers get their grants (allowed, blocked, not yet onboarded, not allowed),
 and their links are printed. Ctrl-C stops it cleanly.
@@ -39,8 +39,8 @@ from mephisto.operations.registry import get_blueprint_from_type  # noqa: E402
 from mephisto.tools.scripts import task_script  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from mephisto_quals import pilot  # noqa: E402
-from mephisto_quals.mock_crowd import speed_up_mephisto  # noqa: E402
+from mephisto_quals.devtools import pilot  # noqa: E402
+from mephisto_quals.devtools.mock_crowd import speed_up_mephisto  # noqa: E402
 from run_task import onboarding_is_valid, show_quals  # noqa: E402
 
 

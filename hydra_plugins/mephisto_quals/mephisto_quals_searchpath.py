@@ -16,6 +16,6 @@ class MephistoQualsSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         search_path.append(provider="mephisto-quals", path="pkg://mephisto_quals.conf")
         try:
-            import mephisto_quals.blueprints  # noqa: F401  (registers <type>_quals)
+            import mephisto_quals.integration.blueprints  # noqa: F401  (registers <type>_quals)
         except ImportError as e:  # Mephisto missing or broken: presets still load
             logging.getLogger("mephisto_quals").warning("mephisto-quals blueprints not registered: %s", e)

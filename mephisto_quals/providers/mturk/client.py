@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from mephisto_quals.errors import QualsError
-from mephisto_quals.store import connect
+from mephisto_quals.store.session import connect
 
 __all__ = [
     "SANDBOX_ENDPOINT",

@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
-from mephisto_quals.durations import format_instant
-from mephisto_quals.grants import UnknownQualificationError
-from mephisto_quals.store import connect
+from mephisto_quals.compile.durations import format_instant
+from mephisto_quals.admin.grants import UnknownQualificationError
+from mephisto_quals.store.session import connect
 
 __all__ = ["Holder", "QualificationSummary", "AuditEntry", "holders", "list_qualifications", "history"]
 

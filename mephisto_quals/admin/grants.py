@@ -17,11 +17,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from mephisto_quals.durations import format_instant, parse_duration, parse_instant
+from mephisto_quals.compile.durations import format_instant, parse_duration, parse_instant
 from mephisto_quals.errors import QualsError
-from mephisto_quals.requirements import check_name, failed_name
-from mephisto_quals.store import META_JOIN, chunks, connect, transaction
-from mephisto_quals.workers import parse_refs, resolve_workers
+from mephisto_quals.compile.requirements import check_name, failed_name
+from mephisto_quals.store.session import META_JOIN, chunks, connect, transaction
+from mephisto_quals.store.workers import parse_refs, resolve_workers
 
 __all__ = [
     "WorkerOutcome",

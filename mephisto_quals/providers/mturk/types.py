@@ -46,9 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from mephisto_quals.durations import parse_duration
+from mephisto_quals.compile.durations import parse_duration
 from mephisto_quals.errors import Problem, QualsConfigError
-from mephisto_quals.requirements import check_name
+from mephisto_quals.compile.requirements import check_name
 
 __all__ = [
     "TestSpec",
@@ -430,7 +430,7 @@ def ensure_types(
 ) -> List[TypeResult]:
     """Create missing types and update what differs, idempotently: a second run writes nothing.
 
-    ``client`` is a boto3 MTurk client (or a :class:`~mephisto_quals.mturk_client.MTurkCalls`,
+    ``client`` is a boto3 MTurk client (or a :class:`~mephisto_quals.providers.mturk.client.MTurkCalls`,
     whose ``writes`` then counts what was sent); ``sandbox`` names the types with Mephisto's
     ``_sandbox`` suffix. Existing types are found by exact name among the caller's own types
     (every page of ListQualificationTypes). Only differing fields are sent; differences MTurk
@@ -439,7 +439,7 @@ def ensure_types(
     """
     from botocore.exceptions import ClientError
 
-    from mephisto_quals.mturk_client import as_calls, error_text, find_qualification_type, mturk_qualification_name
+    from mephisto_quals.providers.mturk.client import as_calls, error_text, find_qualification_type, mturk_qualification_name
 
     calls = as_calls(client, retry)
     results: List[TypeResult] = []

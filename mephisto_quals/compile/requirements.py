@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
 
-from mephisto_quals import comparators as cmp
+from mephisto_quals.compile import comparators as cmp
 from mephisto_quals.errors import Problem
 
 __all__ = [

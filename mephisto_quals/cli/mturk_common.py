@@ -60,7 +60,7 @@ def open_db(ctx: click.Context, path: Optional[str]) -> Any:
 
 def require_live_flag(db: Any, requester: str, live: bool) -> Any:
     """Find the requester; a live one without ``--live`` stops here with exit 2. Returns its RequesterInfo."""
-    from mephisto_quals.mturk_client import MTurkError, find_requester
+    from mephisto_quals.providers.mturk.client import MTurkError, find_requester
 
     try:
         info = find_requester(db, requester)
@@ -115,7 +115,7 @@ def _errors(fn: Any, *args: Any, **kwargs: Any) -> Any:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from mephisto_quals.errors import QualsError
-    from mephisto_quals.mturk_client import error_text
+    from mephisto_quals.providers.mturk.client import error_text
 
     try:
         return fn(*args, **kwargs)
@@ -139,7 +139,7 @@ def sync() -> None:
 def sync_plan(ctx: click.Context, qualification: str, requester: str, live: bool, no_revoke: bool,
               db_path: Optional[str], show: int) -> None:
     """Show what 'sync apply' would send to MTurk for QUALIFICATION (reads MTurk, writes nothing)."""
-    from mephisto_quals.mturk_sync import plan_sync
+    from mephisto_quals.providers.mturk.sync import plan_sync
 
     db = open_db(ctx, db_path)
     require_live_flag(db, requester, live)
@@ -158,7 +158,7 @@ def sync_plan(ctx: click.Context, qualification: str, requester: str, live: bool
 def sync_apply(ctx: click.Context, qualification: str, requester: str, live: bool, no_revoke: bool,
                db_path: Optional[str], yes: bool, dry_run: bool, reason: Optional[str], show: int) -> None:
     """Send MTurk only the difference for QUALIFICATION; run it again to resume an interrupted apply."""
-    from mephisto_quals.mturk_sync import apply_sync, plan_sync
+    from mephisto_quals.providers.mturk.sync import apply_sync, plan_sync
 
     db = open_db(ctx, db_path)
     info = require_live_flag(db, requester, live)

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from mephisto_quals import comparators as cmp
-from mephisto_quals.requirements import Requirement
+from mephisto_quals.compile import comparators as cmp
+from mephisto_quals.compile.requirements import Requirement
 
 if TYPE_CHECKING:
     from mephisto.abstractions.database import MephistoDB
@@ -95,7 +95,7 @@ def _read(db: "MephistoDB", worker_id: Any, names: Sequence[str], now: float) ->
         except sqlite3.OperationalError as e:
             if "mephisto_quals_grant_meta" not in str(e):
                 raise
-    from mephisto_quals.store import connect
+    from mephisto_quals.store.session import connect
 
     connect(db).close()  # creates our tables
     with db.table_access_condition:
@@ -118,7 +118,7 @@ def _apply_retakes(worker: Any, qualifications: Sequence[Mapping[str, Any]], now
             ).fetchone()
         if row is None or row["failed_at"] is None or row["failed_at"] + retake["after"] > now:
             continue
-        from mephisto_quals.grants import reset_onboarding
+        from mephisto_quals.admin.grants import reset_onboarding
 
         reset_onboarding(worker.db, retake["onboarding"], [worker.db_id], source="retake-delay",
                          reason=f"retake delay of {retake['after']:.0f}s passed")

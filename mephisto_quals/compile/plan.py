@@ -10,14 +10,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from mephisto_quals import comparators as cmp
-from mephisto_quals.config import CONFIG_PATH, QualsConfig
-from mephisto_quals.durations import parse_duration
+from mephisto_quals.compile import comparators as cmp
+from mephisto_quals.compile.config import CONFIG_PATH, QualsConfig
+from mephisto_quals.compile.durations import parse_duration
 from mephisto_quals.errors import Problem, QualsConfigError
-from mephisto_quals.gate import RETAKE_KEY
-from mephisto_quals.mturk import build_mturk_requirements, count_problems, is_mturk_provider, is_sandbox_provider
-from mephisto_quals.prolific import build_prolific_requirements
-from mephisto_quals.requirements import Requirement, compile_local, failed_name, find_conflicts
+from mephisto_quals.integration.gate import RETAKE_KEY
+from mephisto_quals.compile.mturk import build_mturk_requirements, count_problems, is_mturk_provider, is_sandbox_provider
+from mephisto_quals.compile.prolific import build_prolific_requirements
+from mephisto_quals.compile.requirements import Requirement, compile_local, failed_name, find_conflicts
 
 __all__ = ["QualsPlan", "plan_for_run", "plan_from_quals", "mephisto_appended", "gate_requirements"]
 

@@ -63,7 +63,7 @@ class ProlificLists:
 
 
 def _ids(db: Any, kind: str, index: int, qualification: str, now: float, out: ProlificLists) -> List[str]:
-    from mephisto_quals.queries import holders
+    from mephisto_quals.admin.queries import holders
 
     found = holders(db, qualification, now=now)
     ids: List[str] = []
@@ -86,7 +86,7 @@ def prolific_lists(
 ) -> ProlificLists:
     """Requirements for these local lists, with everything left out reported.
 
-    Raises :class:`~mephisto_quals.grants.UnknownQualificationError` for a qualification
+    Raises :class:`~mephisto_quals.admin.grants.UnknownQualificationError` for a qualification
     that does not exist, and QualsError when the allowlists leave nobody (Prolific needs a
     non-empty white list, and an empty one would mean nobody can take the study).
     """
@@ -120,7 +120,7 @@ def prolific_lists(
 
 
 def _validate(requirements: List[Dict[str, Any]]) -> None:
-    from mephisto_quals.prolific import build_prolific_requirements
+    from mephisto_quals.compile.prolific import build_prolific_requirements
 
     _, problems = build_prolific_requirements(requirements, PROLIFIC_CONFIG_PATH)
     if problems:  # would be a bug here: say so plainly

@@ -13,7 +13,7 @@ After units are reviewed in Mephisto (``Agent.approve_work`` / ``reject_work`` /
 
 are planned against the units of a task's runs (:func:`plan_review`) and applied through the
 grants API (:func:`apply_review`), so rows, audit (``source="review"``) and transactions are
-exactly those of :func:`mephisto_quals.grants.set_values` / :func:`~mephisto_quals.grants.revoke`.
+exactly those of :func:`mephisto_quals.admin.grants.set_values` / :func:`~mephisto_quals.admin.grants.revoke`.
 
 How rules combine, per qualification and worker:
 
@@ -46,12 +46,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from mephisto_quals import grants
-from mephisto_quals.durations import parse_duration
+from mephisto_quals.admin import grants
+from mephisto_quals.compile.durations import parse_duration
 from mephisto_quals.errors import Problem, QualsConfigError, QualsError
-from mephisto_quals.grants import BulkReport, WorkerOutcome
-from mephisto_quals.requirements import check_name
-from mephisto_quals.store import chunks, connect, transaction
+from mephisto_quals.admin.grants import BulkReport, WorkerOutcome
+from mephisto_quals.compile.requirements import check_name
+from mephisto_quals.store.session import chunks, connect, transaction
 
 __all__ = [
     "ReviewRule",

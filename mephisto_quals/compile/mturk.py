@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from mephisto_quals import comparators as cmp
+from mephisto_quals.compile import comparators as cmp
 from mephisto_quals.errors import Problem
 
 __all__ = [

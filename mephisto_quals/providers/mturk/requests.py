@@ -9,7 +9,7 @@ local blocklist (reject wins when both apply), leave everyone else pending.
 
 Every decision is recorded in the audit (action ``accept-request`` / ``reject-request``,
 source ``mturk-request``). An accepted request is also granted locally, through
-:func:`mephisto_quals.grants.set_values` on provider ``mturk`` / ``mturk_sandbox`` (audited
+:func:`mephisto_quals.admin.grants.set_values` on provider ``mturk`` / ``mturk_sandbox`` (audited
 as a ``grant`` when it changes anything), so Mephisto's local gate agrees with MTurk.
 A rejected worker Mephisto has never seen gets a worker record, as a grant would, so the
 audit row can name them.
@@ -24,8 +24,8 @@ from datetime import datetime
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from mephisto_quals.errors import QualsError
-from mephisto_quals.grants import OutcomeCounts
-from mephisto_quals.mturk_types import looks_like_type_id
+from mephisto_quals.admin.grants import OutcomeCounts
+from mephisto_quals.providers.mturk.types import looks_like_type_id
 
 __all__ = [
     "QualRequest",
@@ -77,7 +77,7 @@ def _local_name(type_name: str, sandbox: bool) -> str:
 
 def _resolve_types(calls: Any, types: Iterable[str], sandbox: bool) -> Dict[str, str]:
     """type_id -> local name, for names (the caller's own types, exact) or type ids."""
-    from mephisto_quals.mturk_client import find_qualification_type, mturk_qualification_name
+    from mephisto_quals.providers.mturk.client import find_qualification_type, mturk_qualification_name
 
     out: Dict[str, str] = {}
     for given in types:
@@ -96,7 +96,7 @@ def _resolve_types(calls: Any, types: Iterable[str], sandbox: bool) -> Dict[str,
 
 
 def _pages(calls: Any, type_id: Optional[str]) -> Iterable[Dict[str, Any]]:
-    from mephisto_quals.mturk_client import MAX_RESULTS
+    from mephisto_quals.providers.mturk.client import MAX_RESULTS
 
     kwargs: Dict[str, Any] = {"MaxResults": MAX_RESULTS}
     if type_id is not None:
@@ -121,7 +121,7 @@ def list_requests(
     no types, every pending request for any of the caller's types is listed (each type's
     name then looked up once with GetQualificationType). Throttling is retried with backoff.
     """
-    from mephisto_quals.mturk_client import as_calls
+    from mephisto_quals.providers.mturk.client import as_calls
 
     calls = as_calls(client, retry)
     wanted = list(type_ids_or_names)
@@ -185,7 +185,7 @@ class Rule:
 
 def _holder_names(db: Any, qualification: str, now: float) -> Dict[str, set]:
     """provider -> Mephisto worker names holding ``qualification`` now."""
-    from mephisto_quals.queries import holders
+    from mephisto_quals.admin.queries import holders
 
     out: Dict[str, set] = {}
     for h in holders(db, qualification, now=now):
@@ -204,7 +204,7 @@ def plan_decisions(
 
     Explicit decisions win over the rule for their request.
     """
-    from mephisto_quals.workers import mephisto_worker_name
+    from mephisto_quals.store.workers import mephisto_worker_name
 
     now = time.time() if now is None else now
     by_id = {r.request_id: r for r in requests}
@@ -270,9 +270,9 @@ def record_decisions(
 
     Workers Mephisto has never seen get a worker record so the row can name them.
     """
-    from mephisto_quals.grants import os_user, record_audit
-    from mephisto_quals.store import connect, transaction
-    from mephisto_quals.workers import parse_refs, resolve_workers
+    from mephisto_quals.admin.grants import os_user, record_audit
+    from mephisto_quals.store.session import connect, transaction
+    from mephisto_quals.store.workers import parse_refs, resolve_workers
 
     if not entries:
         return
@@ -313,8 +313,8 @@ def decide(
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from mephisto_quals.grants import set_values
-    from mephisto_quals.mturk_client import as_calls, error_text
+    from mephisto_quals.admin.grants import set_values
+    from mephisto_quals.providers.mturk.client import as_calls, error_text
 
     calls = as_calls(client, retry)
     now = time.time() if now is None else now

@@ -6,7 +6,7 @@ mock workers arrives through Mephisto's real worker pool; the table shows what M
 answered each one and which requirement stopped the others. Exits 1 if any outcome
 differs from what the configuration should produce.
 
-    python -m mephisto_quals.demo [--data-dir DIR]
+    python -m mephisto_quals.devtools.demo [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ CROWD: List[DemoWorker] = [
 
 def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m mephisto_quals.demo",
+        prog="python -m mephisto_quals.devtools.demo",
         description="Launch a gated Mephisto task on the mock provider and show who got work.",
     )
     parser.add_argument(
@@ -104,11 +104,11 @@ def run_demo(data_dir: Path) -> int:
     from mephisto.operations.operator import Operator
     from mephisto.utils.testing import get_mock_requester
 
-    from mephisto_quals.blueprints import QUALS_BLUEPRINTS
-    from mephisto_quals.gate import check_worker, first_failure
-    from mephisto_quals.mixin import ensure_qualifications
-    from mephisto_quals.mock_crowd import MockRun, free_port, speed_up_mephisto, stop_operator
-    from mephisto_quals.plan import gate_requirements
+    from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS
+    from mephisto_quals.integration.gate import check_worker, first_failure
+    from mephisto_quals.integration.mixin import ensure_qualifications
+    from mephisto_quals.devtools.mock_crowd import MockRun, free_port, speed_up_mephisto, stop_operator
+    from mephisto_quals.compile.plan import gate_requirements
 
     console = Console(width=None if sys.stdout.isatty() else 150)
     console.print(f"[bold]mephisto-quals demo[/] — data directory: {data_dir.resolve()}")

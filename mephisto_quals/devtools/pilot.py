@@ -20,7 +20,7 @@ Builds are keyed on the content of Mephisto's sources and this recipe, so a Meph
 upgrade rebuilds them. The cache is ``$MEPHISTO_QUALS_CACHE``, else
 ``$XDG_CACHE_HOME/mephisto-quals`` or ``~/.cache/mephisto-quals``.
 
-    from mephisto_quals import pilot
+    from mephisto_quals.devtools import pilot
     builds = pilot.prepare_builds()      # npm, once (about 20 s); instant when cached
     pilot.use_builds(builds)             # before operator.launch_task_run(...)
 
@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO
 
 from mephisto_quals.errors import QualsError
-from mephisto_quals.mock_crowd import stop_operator as stop  # noqa: F401  (public: pilot.stop)
+from mephisto_quals.devtools.mock_crowd import stop_operator as stop  # noqa: F401  (public: pilot.stop)
 
 if TYPE_CHECKING:
     from mephisto.operations.operator import Operator
@@ -465,8 +465,8 @@ def seed_workers(db: Any, workers: Sequence[PilotWorker], onboarding: Optional[s
     """Give each test worker exactly their story's grants (idempotent: run before every launch)."""
     from mephisto.utils.qualifications import find_or_create_qualification
 
-    from mephisto_quals import grants
-    from mephisto_quals.requirements import failed_name
+    from mephisto_quals.admin import grants
+    from mephisto_quals.compile.requirements import failed_name
 
     # Revoking needs the qualification to exist; a first launch has not created them yet.
     wanted = {q for w in workers for q in w.grant + w.revoke}
@@ -565,10 +565,10 @@ def serve_until_interrupted(operator: "Operator", out: TextIO = sys.stdout, poll
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m mephisto_quals.pilot prepare [--cache DIR]``: build the cache (used by ./run)."""
+    """``python -m mephisto_quals.devtools.pilot prepare [--cache DIR]``: build the cache (used by ./run)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m mephisto_quals.pilot",
+    parser = argparse.ArgumentParser(prog="python -m mephisto_quals.devtools.pilot",
                                      description="Prepare the cached Mephisto frontend and router builds.")
     parser.add_argument("command", choices=["prepare"])
     parser.add_argument("--cache", help=f"cache folder (default: ${CACHE_ENV} or ~/.cache/mephisto-quals)")

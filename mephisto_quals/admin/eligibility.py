@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from mephisto_quals.errors import QualsError
-from mephisto_quals.gate import check_worker, passes
-from mephisto_quals.mturk import LOCALE_ID, SYSTEM_QUALS, is_mturk_provider
-from mephisto_quals.plan import QualsPlan, _get, gate_requirements, plan_for_run
-from mephisto_quals.requirements import Requirement
-from mephisto_quals.store import connect
-from mephisto_quals.workers import parse_refs, resolve_workers
+from mephisto_quals.integration.gate import check_worker, passes
+from mephisto_quals.compile.mturk import LOCALE_ID, SYSTEM_QUALS, is_mturk_provider
+from mephisto_quals.compile.plan import QualsPlan, _get, gate_requirements, plan_for_run
+from mephisto_quals.compile.requirements import Requirement
+from mephisto_quals.store.session import connect
+from mephisto_quals.store.workers import parse_refs, resolve_workers
 
 __all__ = [
     "TaskQuals",

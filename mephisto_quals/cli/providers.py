@@ -52,7 +52,7 @@ def _errors() -> Iterator[None]:
     except (QualsError, ValueError, FileNotFoundError) as e:
         raise InputError(str(e)) from e
     except ClientError as e:
-        from mephisto_quals.mturk_client import error_text
+        from mephisto_quals.providers.mturk.client import error_text
 
         raise OperationFailed(f"MTurk refused: {error_text(e)}") from e
     except BotoCoreError as e:
@@ -79,17 +79,17 @@ def _resolve_db(db: Optional[str]) -> str:
     """--db, else a ``db`` in the context object (path or LocalMephistoDB), else Mephisto's configured one."""
     obj = click.get_current_context().obj
     if not db and isinstance(obj, dict) and obj.get("db") is not None:
-        from mephisto_quals.store import database_path
+        from mephisto_quals.store.session import database_path
 
         return database_path(obj["db"])
-    from mephisto_quals.cli import resolve_db
+    from mephisto_quals.cli.main import resolve_db
 
     return resolve_db(db)
 
 
 def _client(db: str, requester: str, live: bool, yes: bool, writes: bool) -> Tuple[Any, bool]:
     """(client, sandbox) for the requester; confirms before live writes unless --yes."""
-    from mephisto_quals.mturk_client import client_for
+    from mephisto_quals.providers.mturk.client import client_for
 
     obj = click.get_current_context().obj
     injected = obj.get("mturk_client") if isinstance(obj, dict) else None
@@ -139,7 +139,7 @@ def apply_types(file: str, requester: str, live: bool, yes: bool, dry_run: bool,
       mephisto-quals qual-types apply types.yaml --requester me --dry-run
       mephisto-quals qual-types apply types.yaml --requester me_live --live
     """
-    from mephisto_quals.mturk_types import ensure_types, load_types
+    from mephisto_quals.providers.mturk.types import ensure_types, load_types
 
     with _errors():
         specs = load_types(file)  # validate before touching MTurk
@@ -185,7 +185,7 @@ def list_command(requester: str, live: bool, qualifications: Tuple[str, ...], db
       mephisto-quals requests list --requester me
       mephisto-quals requests list --requester me -q screening_test
     """
-    from mephisto_quals.mturk_requests import list_requests
+    from mephisto_quals.providers.mturk.requests import list_requests
 
     with _errors():
         path = _resolve_db(db)
@@ -227,7 +227,7 @@ def decide_command(
       mephisto-quals requests decide --requester me --accept-allowlisted trusted --reject-blocklisted banned --dry-run
       mephisto-quals requests decide --requester me --accept 3ABC... --reject 3DEF... --reason "Please retake the test"
     """
-    from mephisto_quals.mturk_requests import DEFAULT_REJECT_REASON, Rule, accept, decide, list_requests, reject
+    from mephisto_quals.providers.mturk.requests import DEFAULT_REJECT_REASON, Rule, accept, decide, list_requests, reject
 
     if not (allowlists or blocklists or accept_ids or reject_ids):
         raise click.UsageError("say what to decide: --accept-allowlisted, --reject-blocklisted, --accept or --reject")
@@ -275,7 +275,7 @@ def export_prolific_command(qualification: str, block: bool, fmt: str, strict: b
       mephisto-quals export-prolific trusted > prolific.yaml
       mephisto-quals export-prolific banned --block --format json
     """
-    from mephisto_quals.prolific_lists import format_requirements, prolific_lists
+    from mephisto_quals.providers.prolific.lists import format_requirements, prolific_lists
 
     with _errors():
         path = _resolve_db(db)

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any, Dict, List
 
 from mephisto.abstractions.blueprint import BlueprintMixin
 
-from mephisto_quals.config import QualsArgs
-from mephisto_quals.plan import QualsPlan, mephisto_appended, plan_for_run
-from mephisto_quals.shared_state import QualsSharedState, apply_plan, user_entries
+from mephisto_quals.compile.config import QualsArgs
+from mephisto_quals.compile.plan import QualsPlan, mephisto_appended, plan_for_run
+from mephisto_quals.integration.shared_state import QualsSharedState, apply_plan, user_entries
 
 if TYPE_CHECKING:
     from mephisto.abstractions.blueprint import SharedTaskState
@@ -58,13 +58,13 @@ class QualsRequired(BlueprintMixin):
     ) -> None:
         """Create the qualifications, warn about empty allowlists, and apply the plan once."""
         plan = _plan(args, shared_state)
-        from mephisto_quals.store import connect
+        from mephisto_quals.store.session import connect
 
         connect(task_run.db).close()  # our tables (grant expiry, audit) exist before the gate reads them
         ids = ensure_qualifications(task_run.db, plan.qualification_names())
         for warning in plan.warnings:
             logger.warning(warning)
-        from mephisto_quals.eligibility import cost_notes
+        from mephisto_quals.admin.eligibility import cost_notes
 
         for note in cost_notes(plan):
             logger.warning("mephisto-quals: cost: %s", note)

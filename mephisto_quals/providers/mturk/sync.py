@@ -29,14 +29,14 @@ the same value) and for a revoke is checked with GetQualificationScore (not held
 reported as such, not as a failure).
 
 **Errors.** Throttling and service errors are retried with backoff (botocore's retry
-config for real clients, :class:`~mephisto_quals.mturk_client.Retry` around every call).
+config for real clients, :class:`~mephisto_quals.providers.mturk.client.Retry` around every call).
 An error MTurk gives for one worker (RequestError: unknown or invalid worker, ...) is
 reported for that worker at the end and the others go on; anything else (no network, a
 crash) stops the apply, and the next apply resumes.
 
 **Direct grants.** :func:`grant_on_mturk` / :func:`revoke_on_mturk` grant on MTurk to
 workers Mephisto may never have seen and record the successful ones locally through
-:func:`mephisto_quals.grants.set_values` / :func:`~mephisto_quals.grants.revoke` (source
+:func:`mephisto_quals.admin.grants.set_values` / :func:`~mephisto_quals.admin.grants.revoke` (source
 ``mturk``), creating the Mephisto worker record, so the grant is bookkept and gates the
 worker when they first arrive.
 """
@@ -49,9 +49,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
-from mephisto_quals import grants as _grants
-from mephisto_quals.grants import BulkReport, WorkerOutcome
-from mephisto_quals.mturk_client import (
+from mephisto_quals.admin import grants as _grants
+from mephisto_quals.admin.grants import BulkReport, WorkerOutcome
+from mephisto_quals.providers.mturk.client import (
     MTurkCalls,
     MTurkError,
     RequesterInfo,
@@ -67,9 +67,9 @@ from mephisto_quals.mturk_client import (
     mturk_qualification_name,
     mturk_worker_id,
 )
-from mephisto_quals.queries import holders
-from mephisto_quals.requirements import check_name
-from mephisto_quals.store import chunks, connect, transaction
+from mephisto_quals.admin.queries import holders
+from mephisto_quals.compile.requirements import check_name
+from mephisto_quals.store.session import chunks, connect, transaction
 
 __all__ = [
     "SyncItem",
@@ -256,7 +256,7 @@ def plan_sync(
 ) -> SyncPlan:
     """Compare local and MTurk holders of ``qualification`` for ``requester``; only reads MTurk.
 
-    Raises :class:`~mephisto_quals.grants.UnknownQualificationError` for an unknown local
+    Raises :class:`~mephisto_quals.admin.grants.UnknownQualificationError` for an unknown local
     qualification and refuses a live requester unless ``live_ok``.
     """
     info = find_requester(db, requester)
@@ -595,7 +595,7 @@ def revoke_on_mturk(
     """Revoke ``qualification`` on MTurk (DisassociateQualificationFromWorker) and locally for
     the workers MTurk revoked (or confirms it does not hold: GetQualificationScore after a refusal).
 
-    Raises :class:`~mephisto_quals.grants.UnknownQualificationError` for an unknown local qualification.
+    Raises :class:`~mephisto_quals.admin.grants.UnknownQualificationError` for an unknown local qualification.
     """
 
     def local(workers: List[str], preflight: bool) -> BulkReport:

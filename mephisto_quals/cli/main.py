@@ -82,8 +82,8 @@ def _on_mturk(
     provider: Optional[str], dry_run: bool, **kwargs: Any,
 ) -> Any:
     """Grant or revoke on MTurk and record locally: sandbox by default, live only with --live and consent."""
-    from mephisto_quals.cli_mturk import confirm_live_writes, require_live_flag
-    from mephisto_quals.mturk_sync import grant_on_mturk, revoke_on_mturk
+    from mephisto_quals.cli.mturk_common import confirm_live_writes, require_live_flag
+    from mephisto_quals.providers.mturk.sync import grant_on_mturk, revoke_on_mturk
 
     info = require_live_flag(path, requester, live)
     if provider and provider != info.provider_type:
@@ -274,7 +274,7 @@ def _print_report(report: Any, verbose: bool, changes: bool = True) -> bool:
 @contextmanager
 def _must_exist(name: str, kind: str = "qualification") -> Iterator[None]:
     """For commands that never create: an unknown name is just a typo to report."""
-    from mephisto_quals.grants import UnknownQualificationError
+    from mephisto_quals.admin.grants import UnknownQualificationError
 
     try:
         yield
@@ -289,7 +289,7 @@ def _finish(ok: bool) -> None:
 
 def _expiry(expires_in: Optional[str], expires_at: Optional[str], now: float) -> Optional[float]:
     """Unix seconds (whole, so exports round-trip exactly) or None for permanent."""
-    from mephisto_quals.durations import parse_duration, parse_instant
+    from mephisto_quals.compile.durations import parse_duration, parse_instant
 
     if expires_in is not None and expires_at is not None:
         raise click.UsageError("give --expires-in or --expires-at, not both")
@@ -348,7 +348,7 @@ def wut(args: Tuple[str, ...]) -> None:
       mephisto-quals wut blueprint=static_task_quals
       mephisto-quals wut blueprint=mock_quals quals
     """
-    import mephisto_quals.blueprints  # noqa: F401  (registers the _quals blueprints)
+    import mephisto_quals.integration.blueprints  # noqa: F401  (registers the _quals blueprints)
     from mephisto.client.cli import get_wut_arguments
 
     get_wut_arguments(args)
@@ -356,8 +356,8 @@ def wut(args: Tuple[str, ...]) -> None:
 
 def _attach_provider_commands() -> None:
     """MTurk / Prolific commands live in their own modules (plain click, imported lazily inside)."""
-    from mephisto_quals.cli_mturk import sync
-    from mephisto_quals.cli_provider import COMMANDS
+    from mephisto_quals.cli.mturk_common import sync
+    from mephisto_quals.cli.providers import COMMANDS
 
     cli.add_command(sync)
     for command in COMMANDS:  # qual-types, requests, export-prolific
@@ -404,7 +404,7 @@ def grant(
       mephisto-quals grant trusted 12 --dry-run
       mephisto-quals grant blocked A1B2C3D4 --requester my_sandbox   # on MTurk too, before they connect
     """
-    from mephisto_quals import grants
+    from mephisto_quals.admin import grants
 
     names = _workers(workers, files)
     path = resolve_db(db)
@@ -450,7 +450,7 @@ def revoke(
       mephisto-quals revoke trusted A1B2C3D4 --provider mturk --reason "low agreement"
       mephisto-quals revoke trusted A1B2C3D4 --requester my_live --live --yes
     """
-    from mephisto_quals import grants
+    from mephisto_quals.admin import grants
 
     names = _workers(workers, files)
     path = resolve_db(db)
@@ -488,7 +488,7 @@ def reset_onboarding(
       mephisto-quals reset-onboarding my_onboarding 12
       mephisto-quals reset-onboarding my_onboarding alice --provider mock --reason "retake after fix"
     """
-    from mephisto_quals import grants
+    from mephisto_quals.admin import grants
 
     names = _workers(workers, files)
     path = resolve_db(db)
@@ -512,7 +512,8 @@ def prune(dry_run: bool, db: Optional[str]) -> None:
       mephisto-quals prune --dry-run
       mephisto-quals prune
     """
-    from mephisto_quals import grants, queries
+    from mephisto_quals.admin import grants
+    from mephisto_quals.admin import queries
 
     path = resolve_db(db)
     now = time.time()
@@ -547,7 +548,7 @@ def list_qualifications(db: Optional[str]) -> None:
     Example:
       mephisto-quals list --db ~/mephisto/data/database.db
     """
-    from mephisto_quals import queries
+    from mephisto_quals.admin import queries
 
     rows = queries.list_qualifications(resolve_db(db))
     if not rows:
@@ -571,7 +572,7 @@ def show(qualification: str, include_expired: bool, db: Optional[str]) -> None:
       mephisto-quals show trusted
       mephisto-quals show trusted --include-expired
     """
-    from mephisto_quals import queries
+    from mephisto_quals.admin import queries
 
     now = time.time()
     rows = queries.holders(resolve_db(db), qualification, include_expired=include_expired, now=now)
@@ -603,7 +604,7 @@ def history(qualification: Optional[str], worker: Optional[str], limit: int, db:
       mephisto-quals history --qualification trusted
       mephisto-quals history --worker alice_sandbox --limit 20
     """
-    from mephisto_quals import queries
+    from mephisto_quals.admin import queries
 
     entries = queries.history(resolve_db(db), qualification, worker, limit or None)
     if not entries:
@@ -634,7 +635,7 @@ class CsvRow:
 
 def _provider_name(worker_name: str, provider: Optional[str]) -> str:
     """The name the provider knows (Mephisto adds ``_sandbox`` for sandbox providers)."""
-    from mephisto_quals.workers import SANDBOX_PROVIDERS
+    from mephisto_quals.store.workers import SANDBOX_PROVIDERS
 
     if provider in SANDBOX_PROVIDERS and worker_name.endswith("_sandbox"):
         return worker_name[: -len("_sandbox")]
@@ -643,8 +644,8 @@ def _provider_name(worker_name: str, provider: Optional[str]) -> str:
 
 def read_grant_csv(handle: Any, provider: Optional[str], reason: Optional[str], now: float) -> List[CsvRow]:
     """Parse and validate a whole grant CSV; raise InputError listing every bad line."""
-    from mephisto_quals.durations import parse_instant
-    from mephisto_quals.workers import KNOWN_PROVIDERS, mephisto_worker_name, parse_refs
+    from mephisto_quals.compile.durations import parse_instant
+    from mephisto_quals.store.workers import KNOWN_PROVIDERS, mephisto_worker_name, parse_refs
 
     problems: List[str] = []
     reader = csv.reader(handle)
@@ -774,7 +775,7 @@ def import_csv(
       mephisto-quals import score scores.csv --provider mock --create
       mephisto-quals export trusted --output trusted.csv && mephisto-quals import trusted trusted.csv --db other.db --create
     """
-    from mephisto_quals import grants
+    from mephisto_quals.admin import grants
 
     now = time.time()
     rows = read_grant_csv(csv_file, provider, reason, now)
@@ -811,10 +812,10 @@ def export_csv(
       mephisto-quals export score > score.csv
       mephisto-quals export banned --format prolific --block > prolific.yaml
     """
-    from mephisto_quals import queries
+    from mephisto_quals.admin import queries
 
     if fmt == "prolific":
-        from mephisto_quals.prolific_lists import export_prolific
+        from mephisto_quals.providers.prolific.lists import export_prolific
 
         text = export_prolific(resolve_db(db), qualification, block=block, fmt="yaml")
         if output:
@@ -872,7 +873,7 @@ def explain(worker: str, task: Optional[str], config: Optional[str], provider: O
       mephisto-quals explain 12 --task my-task
       mephisto-quals explain A1B2C3D4 --provider mturk --config hydra_configs/conf/example.yaml
     """
-    from mephisto_quals import eligibility
+    from mephisto_quals.admin import eligibility
 
     _task_source(task, config)
     result = eligibility.explain(resolve_db(db), worker, provider=provider, task=task, config=config)
@@ -914,7 +915,7 @@ def forecast(task: Optional[str], config: Optional[str], db: Optional[str]) -> N
       mephisto-quals forecast --task my-task
       mephisto-quals forecast --config hydra_configs/conf/example.yaml
     """
-    from mephisto_quals import eligibility
+    from mephisto_quals.admin import eligibility
 
     _task_source(task, config)
     result = eligibility.forecast(resolve_db(db), task=task, config=config)
@@ -968,7 +969,7 @@ def review(
     if (task is None) == (not run_ids):
         raise click.UsageError("give --task NAME or --run RUN_ID (one of them)")
     try:
-        from mephisto_quals import review as reviewing
+        from mephisto_quals.admin import review as reviewing
     except ImportError as e:
         raise OperationFailed(f"review is not available in this install ({e})") from e
 

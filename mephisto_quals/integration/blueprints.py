@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Type
 
 from mephisto.operations.registry import BLUEPRINTS, register_mephisto_abstraction
 
-from mephisto_quals.config import QualsArgs
-from mephisto_quals.gate import install_gate
-from mephisto_quals.mixin import QualsRequired
-from mephisto_quals.shared_state import QualsSharedState
+from mephisto_quals.compile.config import QualsArgs
+from mephisto_quals.integration.gate import install_gate
+from mephisto_quals.integration.mixin import QualsRequired
+from mephisto_quals.integration.shared_state import QualsSharedState
 
 if TYPE_CHECKING:
     from mephisto.abstractions.blueprint import Blueprint

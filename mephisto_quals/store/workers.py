@@ -10,7 +10,7 @@ import re
 import sqlite3
 from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
-from mephisto_quals.store import chunks
+from mephisto_quals.store.session import chunks
 
 __all__ = ["WorkerRef", "SANDBOX_PROVIDERS", "mephisto_worker_name", "parse_refs", "resolve_workers"]
 
