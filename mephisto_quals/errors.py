@@ -5,11 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Sequence
 
-__all__ = ["QualsError", "QualsConfigError", "Problem"]
+__all__ = [
+    "QualsError",
+    "QualsConfigError",
+    "Problem",
+    "DatabaseError",
+    "DatabaseBusy",
+    "SchemaError",
+    "UnknownQualificationError",
+]
 
 
 class QualsError(Exception):
-    """Base class of every error mephisto-quals raises on purpose."""
+    """Base class of every error mephisto-quals raises on purpose.
+
+    ``exit_code`` is what the command line exits with: 2 for bad input (nothing was
+    written), 1 for an operation that failed.
+    """
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -39,3 +53,21 @@ class QualsConfigError(QualsError, ValueError):
             lines = "\n".join(f"  - {p}" for p in self.problems)
             message = f"invalid qualification config ({len(self.problems)} problems):\n{lines}"
         super().__init__(message)
+
+
+class DatabaseError(QualsError, ValueError):
+    """The database file is missing, unreadable or not a Mephisto database."""
+
+
+class DatabaseBusy(DatabaseError):
+    """Another process kept the database's write lock for longer than we wait."""
+
+    exit_code = 1
+
+
+class SchemaError(DatabaseError):
+    """Our tables in this database are of a layout this version cannot use as they are."""
+
+
+class UnknownQualificationError(QualsError, LookupError):
+    """A qualification the caller named does not exist (and was not to be created)."""

@@ -200,7 +200,7 @@ def test_dry_run_reports_exactly_and_writes_nothing(db, launch):
     review_units(db, run, [("alice", "approved"), ("bob", "rejected")])
     plan = plan_review(db, task_name="dry", rules=RULES)
     before = snapshot(db)
-    assert APPLIED_TABLE not in before["tables"]
+    assert before[APPLIED_TABLE] == []  # created empty with our other tables when the run launched
 
     dry = apply_review(db, plan, dry_run=True)
     assert snapshot(db) == before

@@ -16,9 +16,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from mephisto_quals.errors import QualsError
 from mephisto_quals.integration.gate import check_worker, passes
 from mephisto_quals.compile.mturk import LOCALE_ID, SYSTEM_QUALS, is_mturk_provider
-from mephisto_quals.compile.plan import QualsPlan, _get, gate_requirements, plan_for_run
+from mephisto_quals.compile.plan import QualsPlan, config_value, gate_requirements, plan_for_run
 from mephisto_quals.compile.requirements import Requirement
-from mephisto_quals.store.session import connect
+from mephisto_quals.store import Session
+from mephisto_quals.store import grants as grant_store
+from mephisto_quals.store import qualifications as qual_store
+from mephisto_quals.store import runs as run_store
 from mephisto_quals.store.workers import parse_refs, resolve_workers
 
 __all__ = [
@@ -52,18 +55,11 @@ def load_task(db: Any = None, task: Optional[str] = None, config: Union[str, Pat
     if (task is None) == (config is None):
         raise ValueError("name a task or give a config, not both")
     if task is not None:
-        conn = connect(db)
-        try:
-            row = conn.execute(
-                """SELECT r.init_params FROM task_runs r JOIN tasks t ON t.task_id = r.task_id
-                   WHERE t.task_name = ? ORDER BY r.task_run_id DESC LIMIT 1""",
-                (task,),
-            ).fetchone()
-        finally:
-            conn.close()
-        if row is None:
+        with Session.open(db, readonly=True) as s:
+            params = run_store.newest_run_params(s.conn, task)
+        if params is None:
             raise QualsError(f"task {task!r} has no runs in this database; check the name or give --config")
-        run_config = OmegaConf.create(json.loads(row["init_params"]))  # YAML text, JSON-quoted
+        run_config = OmegaConf.create(json.loads(params))  # YAML text, JSON-quoted
         source = f"task '{task}' (args of its newest run)"
     else:
         if isinstance(config, (str, Path)):
@@ -78,7 +74,7 @@ def load_task(db: Any = None, task: Optional[str] = None, config: Union[str, Pat
         raise QualsError(f"{source} has no mephisto.blueprint node")
     plan = plan_for_run(run_config)
     provider = run_config.get("provider") or {}
-    return TaskQuals(source, run_config, plan, gate_requirements(plan, run_config.blueprint), _get(provider, "_provider_type"))
+    return TaskQuals(source, run_config, plan, gate_requirements(plan, run_config.blueprint), config_value(provider, "_provider_type"))
 
 
 def cost_notes(plan: QualsPlan) -> List[str]:
@@ -120,11 +116,8 @@ def _resolve_one(db: Any, worker: str, provider: Optional[str]) -> Tuple[Optiona
     refs, refused = parse_refs([worker], provider)
     if refused:
         raise ValueError(f"worker {worker!r}: {refused[next(iter(refused))]}")
-    conn = connect(db)
-    try:
-        found, _ = resolve_workers(conn, refs, create=False)
-    finally:
-        conn.close()
+    with Session.open(db, readonly=True) as s:
+        found, _ = resolve_workers(s.conn, refs, create=False)
     if worker in found:
         return found[worker]
     return None, refs[0].name or worker
@@ -152,10 +145,7 @@ def explain(
     tq = load_task(db, task, config)
     worker_id, name = _resolve_one(db, worker, provider)
     out = Explanation(name, worker_id, tq)
-    from mephisto.abstractions.databases.local_database import LocalMephistoDB
-
-    mdb = db if hasattr(db, "table_access_condition") else LocalMephistoDB(database_path=str(db))
-    results = check_worker(mdb, str(worker_id), tq.checks, now=now) if worker_id is not None else []
+    results = check_worker(db, str(worker_id), tq.checks, now=now) if worker_id is not None else []
     for i, r in enumerate(tq.checks):
         where = "local" if r.source.startswith("mephisto.blueprint.quals") else "mephisto"
         if worker_id is None:
@@ -191,21 +181,8 @@ class Forecast:
 
 def _all_holdings(conn: Any, names: Sequence[str], now: float) -> Dict[str, Optional[Dict[int, int]]]:
     """name -> {worker_id: value} of live grants; None for a qualification that does not exist."""
-    out: Dict[str, Optional[Dict[int, int]]] = {}
-    for name in names:
-        row = conn.execute("SELECT qualification_id FROM qualifications WHERE qualification_name = ?", (name,)).fetchone()
-        if row is None:
-            out[name] = None
-            continue
-        rows = conn.execute(
-            """SELECT g.worker_id, g.value FROM granted_qualifications g
-               LEFT JOIN mephisto_quals_grant_meta m
-                 ON m.granted_qualification_id = g.granted_qualification_id
-               WHERE g.qualification_id = ? AND (m.expires_at IS NULL OR m.expires_at > ?)""",
-            (row["qualification_id"], now),
-        )
-        out[name] = {r["worker_id"]: r["value"] for r in rows}
-    return out
+    ids = qual_store.find_ids(conn, list(names))
+    return {name: grant_store.live_values(conn, ids[name], now) if name in ids else None for name in names}
 
 
 def eligible_workers(
@@ -218,16 +195,10 @@ def eligible_workers(
     A qualification not yet in the DB counts as held by nobody: the mixin creates it at launch.
     """
     now = time.time() if now is None else now
-    conn = connect(db)
-    try:
+    with Session.open(db, readonly=True) as s:
         if worker_ids is None:
-            sql, args = "SELECT worker_id FROM workers", []
-            if provider_type:
-                sql, args = sql + " WHERE provider_type = ?", [provider_type]
-            worker_ids = [r["worker_id"] for r in conn.execute(sql, args)]
-        holdings = _all_holdings(conn, list(dict.fromkeys(r.qualification for r in requirements)), now)
-    finally:
-        conn.close()
+            worker_ids = run_store.worker_ids(s.conn, provider_type)
+        holdings = _all_holdings(s.conn, list(dict.fromkeys(r.qualification for r in requirements)), now)
     verdict = {wid: True for wid in worker_ids}
     per_requirement = []
     for r in requirements:

@@ -51,7 +51,7 @@ from mephisto_quals.compile.durations import parse_duration
 from mephisto_quals.errors import Problem, QualsConfigError, QualsError
 from mephisto_quals.admin.grants import BulkReport, WorkerOutcome
 from mephisto_quals.compile.requirements import check_name
-from mephisto_quals.store.session import chunks, connect, transaction
+from mephisto_quals.store import Session, chunks, schema
 
 __all__ = [
     "ReviewRule",
@@ -79,17 +79,7 @@ _ACTION_KEYS = {
 }
 SOURCE = "review"
 APPLIED_TABLE = "mephisto_quals_review_applied"
-_APPLIED_SCHEMA = f"""CREATE TABLE IF NOT EXISTS {APPLIED_TABLE} (
-    unit_id TEXT NOT NULL,
-    qualification TEXT NOT NULL,
-    worker_id INTEGER NOT NULL,
-    task_run_id TEXT NOT NULL,
-    rules TEXT NOT NULL,
-    token TEXT NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0,
-    at REAL NOT NULL,
-    PRIMARY KEY (unit_id, qualification)
-)"""
+_APPLIED_SCHEMA = schema.REVIEW_APPLIED
 #: A claim neither confirmed nor proven by the audit is taken as in flight for this long,
 #: then as abandoned (its grants call never committed) and free to be claimed again.
 STALE_CLAIM_SECONDS = 600.0
@@ -579,7 +569,8 @@ def plan_review(
         raise QualsConfigError(problems)
     now = time.time() if now is None else now
     initials = _initials(rule_list)
-    conn = connect(db)
+    session = Session.open(db, readonly=True)
+    conn = session.conn
     try:
         runs = _resolve_runs(conn, task_name, run_ids)
         plan = ReviewPlan(rules=rule_list, run_ids=runs, task_name=task_name)
@@ -632,7 +623,7 @@ def plan_review(
                     plan.conflicts.append(conflict)
         return plan
     finally:
-        conn.close()
+        session.close()
 
 
 # --------------------------------------------------------------------------- apply
@@ -697,7 +688,6 @@ def _refresh(
 
 
 def _claim(conn: sqlite3.Connection, groups: Sequence[_Group], now: float) -> None:
-    conn.execute(_APPLIED_SCHEMA)
     rows = []
     for g in groups:
         for ch in g.changes:
@@ -714,9 +704,10 @@ def _claim(conn: sqlite3.Connection, groups: Sequence[_Group], now: float) -> No
 
 def _settle(db: Any, token: str, ok_workers: Sequence[int], committed: bool) -> None:
     """Confirm a group's claims (for the workers it succeeded for) or release them."""
-    conn = connect(db)
+    session = Session.open(db)
+    conn = session.conn
     try:
-        with transaction(conn):
+        with session.transaction():
             if committed:
                 for part in chunks(list(ok_workers)):
                     conn.execute(
@@ -725,15 +716,12 @@ def _settle(db: Any, token: str, ok_workers: Sequence[int], committed: bool) -> 
                     )
             conn.execute(f"DELETE FROM {APPLIED_TABLE} WHERE token = ? AND done = 0", (token,))
     finally:
-        conn.close()
+        session.close()
 
 
 def _qualification_exists(db: Any, name: str) -> bool:
-    conn = connect(db)
-    try:
-        return conn.execute("SELECT 1 FROM qualifications WHERE qualification_name = ?", (name,)).fetchone() is not None
-    finally:
-        conn.close()
+    with Session.open(db, readonly=True) as session:
+        return session.conn.execute("SELECT 1 FROM qualifications WHERE qualification_name = ?", (name,)).fetchone() is not None
 
 
 def apply_review(db: Any, plan: ReviewPlan, progress: Progress = None, dry_run: bool = False) -> List[BulkReport]:
@@ -745,20 +733,21 @@ def apply_review(db: Any, plan: ReviewPlan, progress: Progress = None, dry_run: 
     """
     now = time.time()
     batch = uuid.uuid4().hex[:12]
-    conn = connect(db)
+    session = Session.open(db)
+    conn = session.conn
     try:
         if dry_run:
             changes = _refresh(conn, plan, now, strict=False)
             groups = _groups(changes)
         else:
-            with transaction(conn):
+            with session.transaction():
                 changes = _refresh(conn, plan, now, strict=True)
                 groups = _groups(changes)
                 for n, g in enumerate(groups):
                     g.token = f"{batch}-{n}"
                 _claim(conn, groups, now)
     finally:
-        conn.close()
+        session.close()
 
     reports: List[BulkReport] = []
     for n, g in enumerate(groups):

@@ -14,12 +14,22 @@ from mephisto_quals.compile import comparators as cmp
 from mephisto_quals.compile.config import CONFIG_PATH, QualsConfig
 from mephisto_quals.compile.durations import parse_duration
 from mephisto_quals.errors import Problem, QualsConfigError
-from mephisto_quals.integration.gate import RETAKE_KEY
 from mephisto_quals.compile.mturk import build_mturk_requirements, count_problems, is_mturk_provider, is_sandbox_provider
 from mephisto_quals.compile.prolific import build_prolific_requirements
 from mephisto_quals.compile.requirements import Requirement, compile_local, failed_name, find_conflicts
 
-__all__ = ["QualsPlan", "plan_for_run", "plan_from_quals", "mephisto_appended", "gate_requirements"]
+#: Key on a qualification dict that asks the gate to clear a failed onboarding after a delay.
+RETAKE_KEY = "mephisto_quals_retake"
+
+__all__ = [
+    "QualsPlan",
+    "plan_for_run",
+    "plan_from_quals",
+    "mephisto_appended",
+    "gate_requirements",
+    "config_value",
+    "RETAKE_KEY",
+]
 
 
 @dataclass
@@ -85,7 +95,7 @@ def _unreadable(node: Any, error: Exception, path: str) -> Problem:
     rel = key[len(base):].lstrip(".") if base and key.startswith(base) else key
     field_path = f"{path}.{rel}" if rel else path
     message = getattr(error, "msg", None) or str(error)
-    if "onboarding_from" in message and _get(node, "onboarding_from") is None:
+    if "onboarding_from" in message and config_value(node, "onboarding_from") is None:
         return Problem(
             f"{path}.onboarding_from",
             None,
@@ -102,8 +112,8 @@ def mephisto_appended(blueprint_args: Mapping[str, Any]) -> List[Tuple[Dict[str,
     """
     out = []
     for key, name in (
-        ("block_qualification", _get(blueprint_args, "block_qualification")),
-        ("onboarding_qualification", _get(blueprint_args, "onboarding_qualification")),
+        ("block_qualification", config_value(blueprint_args, "block_qualification")),
+        ("onboarding_qualification", config_value(blueprint_args, "onboarding_qualification")),
     ):
         if name:
             qual = failed_name(name) if key == "onboarding_qualification" else name
@@ -132,7 +142,7 @@ def gate_requirements(plan: QualsPlan, blueprint_args: Mapping[str, Any]) -> Lis
     return list(plan.local) + own
 
 
-def _get(node: Any, key: str) -> Any:
+def config_value(node: Any, key: str) -> Any:
     """Read a possibly missing ('???') config value as None."""
     try:
         value = node.get(key, None)
@@ -198,7 +208,7 @@ def _retake(delay: Any, blueprint_args: Mapping[str, Any], path: str) -> Tuple[O
         return None, [Problem(field_path, delay, "write a duration such as 30m, 12h, 7d or 2w")]
     if seconds is None:
         return None, []
-    onboarding = _get(blueprint_args, "onboarding_qualification")
+    onboarding = config_value(blueprint_args, "onboarding_qualification")
     if not onboarding:
         return None, [Problem(field_path, delay, "a retake delay needs mephisto.blueprint.onboarding_qualification set")]
     return (onboarding, seconds), []
@@ -227,9 +237,9 @@ def plan_for_run(
     """Plan for a full Mephisto run config (``args.blueprint.quals`` and the provider type)."""
     blueprint = args.blueprint
     provider = args.get("provider") if hasattr(args, "get") else None
-    provider_type = _get(provider, "_provider_type") if provider is not None else None
+    provider_type = config_value(provider, "_provider_type") if provider is not None else None
     return plan_from_quals(
-        _get(blueprint, "quals"),
+        config_value(blueprint, "quals"),
         provider_type=provider_type,
         blueprint_args=blueprint,
         existing_qualifications=existing_qualifications,

@@ -11,13 +11,16 @@ every requirement for one worker.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from mephisto_quals.compile import comparators as cmp
+from mephisto_quals.compile.plan import RETAKE_KEY
 from mephisto_quals.compile.requirements import Requirement
+from mephisto_quals.store import Session
+from mephisto_quals.store import grants as grant_store
+from mephisto_quals.store.mephisto import mephisto_connection
 
 if TYPE_CHECKING:
     from mephisto.abstractions.database import MephistoDB
@@ -33,9 +36,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mephisto_quals")
-
-#: Key on a qualification dict that asks the gate to clear a failed onboarding after a delay.
-RETAKE_KEY = "mephisto_quals_retake"
 
 Holding = Tuple[bool, Optional[int]]  # (held and not expired, value)
 
@@ -70,36 +70,11 @@ def passes(comparator: str, wanted: Any, held: bool, actual: Optional[int]) -> b
     return bool(COMPARATOR_OPERATIONS[comparator](actual, wanted))
 
 
-def _holdings(conn: sqlite3.Connection, worker_id: Any, names: Sequence[str], now: float) -> Dict[str, Holding]:
-    """name -> (held, value) for the qualifications that exist, in one query."""
-    if not names:
-        return {}
-    rows = conn.execute(
-        f"""SELECT q.qualification_name AS name, g.value AS value,
-                   (g.worker_id IS NOT NULL AND (m.expires_at IS NULL OR m.expires_at > ?)) AS live
-            FROM qualifications q
-            LEFT JOIN granted_qualifications g ON g.qualification_id = q.qualification_id AND g.worker_id = ?
-            LEFT JOIN mephisto_quals_grant_meta m ON m.granted_qualification_id = g.granted_qualification_id
-            WHERE q.qualification_name IN ({','.join('?' * len(names))})""",
-        [now, int(worker_id), *names],
-    ).fetchall()
-    return {r["name"]: (bool(r["live"]), r["value"] if r["live"] else None) for r in rows}
-
-
-def _read(db: "MephistoDB", worker_id: Any, names: Sequence[str], now: float) -> Dict[str, Holding]:
-    """Holdings through Mephisto's own per-thread connection, creating our tables once if missing."""
+def _read(db: Any, worker_id: Any, names: Sequence[str], now: float) -> Dict[str, Holding]:
+    """Holdings through Mephisto's own per-thread connection, inside a run (whose launch
+    created our tables)."""
     with db.table_access_condition:
-        conn = db._get_connection()
-        try:
-            return _holdings(conn, worker_id, names, now)
-        except sqlite3.OperationalError as e:
-            if "mephisto_quals_grant_meta" not in str(e):
-                raise
-    from mephisto_quals.store.session import connect
-
-    connect(db).close()  # creates our tables
-    with db.table_access_condition:
-        return _holdings(db._get_connection(), worker_id, names, now)
+        return grant_store.holdings(mephisto_connection(db), int(worker_id), names, now)
 
 
 def _apply_retakes(worker: Any, qualifications: Sequence[Mapping[str, Any]], now: float) -> None:
@@ -110,13 +85,8 @@ def _apply_retakes(worker: Any, qualifications: Sequence[Mapping[str, Any]], now
             continue
         failed = q["qualification_name"]
         with worker.db.table_access_condition:
-            row = worker.db._get_connection().execute(
-                """SELECT CAST(strftime('%s', g.creation_date) AS REAL) AS failed_at FROM granted_qualifications g
-                   JOIN qualifications q ON q.qualification_id = g.qualification_id
-                   WHERE q.qualification_name = ? AND g.worker_id = ?""",
-                (failed, int(worker.db_id)),
-            ).fetchone()
-        if row is None or row["failed_at"] is None or row["failed_at"] + retake["after"] > now:
+            failed_at = grant_store.failed_at(mephisto_connection(worker.db), failed, int(worker.db_id))
+        if failed_at is None or failed_at + retake["after"] > now:
             continue
         from mephisto_quals.admin.grants import reset_onboarding
 
@@ -154,7 +124,7 @@ def install_gate() -> None:
 
 
 def check_worker(
-    db: "MephistoDB", worker_id: str, requirements: Sequence[Requirement], now: Optional[float] = None
+    db: Any, worker_id: str, requirements: Sequence[Requirement], now: Optional[float] = None
 ) -> List[RequirementResult]:
     """Evaluate every requirement for one worker (by Mephisto worker id), in order.
 
@@ -162,7 +132,8 @@ def check_worker(
     """
     now = time.time() if now is None else now
     names = list(dict.fromkeys(r.qualification for r in requirements))
-    holding = _read(db, worker_id, names, now)
+    with Session.open(db, readonly=True) as s:
+        holding = grant_store.holdings(s.conn, int(worker_id), names, now)
     results = []
     for r in requirements:
         held, actual = holding.get(r.qualification, (False, None))

@@ -58,9 +58,9 @@ class QualsRequired(BlueprintMixin):
     ) -> None:
         """Create the qualifications, warn about empty allowlists, and apply the plan once."""
         plan = _plan(args, shared_state)
-        from mephisto_quals.store.session import connect
+        from mephisto_quals.store import Session
 
-        connect(task_run.db).close()  # our tables (grant expiry, audit) exist before the gate reads them
+        Session.open(task_run.db).close()  # our tables (grant expiry, audit) exist before the gate reads them
         ids = ensure_qualifications(task_run.db, plan.qualification_names())
         for warning in plan.warnings:
             logger.warning(warning)

@@ -10,13 +10,14 @@ import re
 import sqlite3
 from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
+from mephisto_quals.store.mephisto import random_id, uses_random_ids
 from mephisto_quals.store.session import chunks
 
 __all__ = ["WorkerRef", "SANDBOX_PROVIDERS", "mephisto_worker_name", "parse_refs", "resolve_workers"]
 
 #: Providers whose workers Mephisto names with a ``_sandbox`` suffix.
 SANDBOX_PROVIDERS = {"mock", "mturk_sandbox"}
-KNOWN_PROVIDERS = {"mock", "mturk", "mturk_sandbox", "prolific"}
+KNOWN_PROVIDERS = {"mock", "mturk", "mturk_sandbox", "prolific", "inhouse"}
 _MTURK_WORKER = re.compile(r"^A[A-Z0-9]{1,63}$")
 _SPACE = re.compile(r"\s")
 
@@ -97,10 +98,7 @@ def resolve_workers(
         known = {row["worker_name"]: row["worker_id"] for row in rows}
         fresh = [r for r in part if r.name not in known]
         if create and fresh:
-            conn.executemany(
-                "INSERT INTO workers (worker_name, provider_type) VALUES (?, ?)",
-                [(r.name, r.provider) for r in fresh],
-            )
+            _insert_workers(conn, [(r.name, r.provider) for r in fresh])  # type: ignore[misc]
             rows = conn.execute(
                 f"SELECT worker_id, worker_name FROM workers WHERE worker_name IN ({','.join('?' * len(fresh))})",
                 [r.name for r in fresh],
@@ -112,3 +110,20 @@ def resolve_workers(
             else:
                 missing[r.given] = "Mephisto has never seen this worker"
     return found, missing
+
+
+def _insert_workers(conn: sqlite3.Connection, named: List[Tuple[str, str]]) -> None:
+    """Insert workers as Mephisto does on this database: sequential ids on 1.1.1's schema,
+    random 63-bit ids (retried on a clash) once Mephisto 1.4+ has migrated it."""
+    if not uses_random_ids(conn, "workers"):
+        conn.executemany("INSERT INTO workers (worker_name, provider_type) VALUES (?, ?)", named)
+        return
+    for name, provider in named:
+        for _ in range(20):
+            try:
+                conn.execute("INSERT INTO workers (worker_id, worker_name, provider_type) VALUES (?, ?, ?)",
+                             (random_id(), name, provider))
+                break
+            except sqlite3.IntegrityError as e:
+                if "worker_id" not in str(e) and "PRIMARY" not in str(e).upper():
+                    raise

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from mephisto_quals.errors import QualsError
-from mephisto_quals.store.session import connect
+from mephisto_quals.store import Session
+from mephisto_quals.store import runs as run_store
 
 __all__ = [
+    "pages",
     "SANDBOX_ENDPOINT",
     "REGION",
     "MAX_RESULTS",
@@ -109,31 +111,24 @@ def find_requester(db: Any, requester_name: str) -> RequesterInfo:
 
     An exact name wins, so ``alice`` is the live requester when both exist.
     """
-    conn = connect(db)
-    try:
-        rows = conn.execute(
-            "SELECT requester_id, requester_name, provider_type FROM requesters WHERE requester_name IN (?, ?)",
-            (requester_name, f"{requester_name}_sandbox"),
-        ).fetchall()
-        by_name = {r["requester_name"]: r for r in rows}
-        row = by_name.get(requester_name) or by_name.get(f"{requester_name}_sandbox")
-        if row is None:
-            known = [r["requester_name"] for r in conn.execute(
-                "SELECT requester_name FROM requesters WHERE provider_type IN ('mturk', 'mturk_sandbox') ORDER BY requester_name")]
-            raise RequesterNotFound(
-                f"no MTurk requester {requester_name!r} in the Mephisto database; "
-                + (f"MTurk requesters there: {', '.join(known)}" if known else
-                   "register one with 'mephisto register mturk_sandbox name=... access_key_id=... secret_access_key=...'")
-            )
-        if row["provider_type"] not in _PROVIDERS:
-            raise RequesterNotFound(
-                f"requester {row['requester_name']!r} is a {row['provider_type']} requester, not an MTurk one"
-            )
-        twin = by_name.get(f"{requester_name}_sandbox") if row["provider_type"] == "mturk" else None
-        return RequesterInfo(int(row["requester_id"]), row["requester_name"], row["provider_type"],
-                             twin["requester_name"] if twin is not None else None)
-    finally:
-        conn.close()
+    with Session.open(db, readonly=True) as s:
+        rows = run_store.requesters(s.conn, names=(requester_name, f"{requester_name}_sandbox"))
+        known = [r["requester_name"] for r in run_store.requesters(s.conn, provider_types=("mturk", "mturk_sandbox"))]
+    by_name = {r["requester_name"]: r for r in rows}
+    row = by_name.get(requester_name) or by_name.get(f"{requester_name}_sandbox")
+    if row is None:
+        raise RequesterNotFound(
+            f"no MTurk requester {requester_name!r} in the Mephisto database; "
+            + (f"MTurk requesters there: {', '.join(known)}" if known else
+               "register one with 'mephisto register mturk_sandbox name=... access_key_id=... secret_access_key=...'")
+        )
+    if row["provider_type"] not in _PROVIDERS:
+        raise RequesterNotFound(
+            f"requester {row['requester_name']!r} is a {row['provider_type']} requester, not an MTurk one"
+        )
+    twin = by_name.get(f"{requester_name}_sandbox") if row["provider_type"] == "mturk" else None
+    return RequesterInfo(int(row["requester_id"]), row["requester_name"], row["provider_type"],
+                         twin["requester_name"] if twin is not None else None)
 
 
 def client_is_sandbox(client: Any) -> bool:
@@ -293,7 +288,7 @@ def as_calls(client_or_calls: Union[Any, MTurkCalls], retry: Optional[Retry] = N
     return MTurkCalls(client_or_calls, retry or Retry())
 
 
-def _pages(calls: MTurkCalls, operation: str, key: str, **params: Any) -> Iterator[Dict[str, Any]]:
+def pages(calls: MTurkCalls, operation: str, key: str, **params: Any) -> Iterator[Dict[str, Any]]:
     """Every item of a paged List* call (MaxResults 100), following NextToken to the end."""
     token: Optional[str] = None
     seen = set()
@@ -319,7 +314,7 @@ def find_qualification_type(
     """
     calls = as_calls(client, retry)
     found = [
-        q for q in _pages(calls, "list_qualification_types", "QualificationTypes",
+        q for q in pages(calls, "list_qualification_types", "QualificationTypes",
                           Query=name, MustBeRequestable=False, MustBeOwnedByCaller=True)
         if q.get("Name") == name
     ]

@@ -270,28 +270,25 @@ def record_decisions(
 
     Workers Mephisto has never seen get a worker record so the row can name them.
     """
-    from mephisto_quals.admin.grants import os_user, record_audit
-    from mephisto_quals.store.session import connect, transaction
+    from mephisto_quals.store import Session
+    from mephisto_quals.store import audit as audit_store
+    from mephisto_quals.store.audit import Change, os_user
     from mephisto_quals.store.workers import parse_refs, resolve_workers
 
     if not entries:
         return
     now = time.time() if now is None else now
     user = os_user()
-    conn = connect(db)
-    try:
-        with transaction(conn):
-            rows = []
-            for qualification, worker, provider, action, value, reason in entries:
-                refs, refused = parse_refs([worker], provider)
-                if refused:
-                    raise ValueError(f"worker {worker!r}: {refused[worker]}")
-                found, _ = resolve_workers(conn, refs, create=True)
-                wid, wname = found[refs[0].given]
-                rows.append((now, qualification, wid, wname, action, None, value, None, reason, source, user))
-            record_audit(conn, rows)
-    finally:
-        conn.close()
+    with Session.open(db) as s, s.transaction() as conn:
+        rows = []
+        for qualification, worker, provider, action, value, reason in entries:
+            refs, refused = parse_refs([worker], provider)
+            if refused:
+                raise ValueError(f"worker {worker!r}: {refused[worker]}")
+            found, _ = resolve_workers(conn, refs, create=True)
+            wid, wname = found[refs[0].given]
+            rows.append(Change(now, qualification, wid, wname, action, None, value, None, reason, source, user))
+        audit_store.record(conn, rows)
 
 
 def decide(

@@ -49,14 +49,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
-from mephisto_quals.admin import grants as _grants
+from mephisto_quals.admin import grants as grants_api
 from mephisto_quals.admin.grants import BulkReport, WorkerOutcome
 from mephisto_quals.providers.mturk.client import (
     MTurkCalls,
     MTurkError,
     RequesterInfo,
     Retry,
-    _pages,
+    pages,
     check_live,
     client_for_requester,
     error_text,
@@ -69,7 +69,9 @@ from mephisto_quals.providers.mturk.client import (
 )
 from mephisto_quals.admin.queries import holders
 from mephisto_quals.compile.requirements import check_name
-from mephisto_quals.store.session import chunks, connect, transaction
+from mephisto_quals.store import Session, chunks
+from mephisto_quals.store import journal as journal_store
+from mephisto_quals.store.audit import os_user
 
 __all__ = [
     "SyncItem",
@@ -81,25 +83,10 @@ __all__ = [
     "grant_on_mturk",
     "revoke_on_mturk",
     "journal",
-    "JOURNAL_SCHEMA",
 ]
 
 Progress = Optional[Callable[[int], None]]
 
-JOURNAL_SCHEMA = """
-CREATE TABLE IF NOT EXISTS mephisto_quals_mturk_journal (
-    plan_id TEXT NOT NULL,
-    item TEXT NOT NULL,
-    action TEXT NOT NULL,
-    value INTEGER,
-    qualification TEXT NOT NULL,
-    requester TEXT NOT NULL,
-    qualification_type_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    os_user TEXT NOT NULL,
-    PRIMARY KEY (plan_id, item)
-);
-"""
 #: The journal's item for the creation of the qualification type (worker ids start with A).
 _CREATE_ITEM = "*create-type*"
 #: Successful direct grants are recorded locally this many at a time (a crash loses at most one batch's bookkeeping).
@@ -207,7 +194,7 @@ def _mturk_holders(calls: MTurkCalls, type_id: str) -> Dict[str, Optional[int]]:
     """MTurk worker id -> IntegerValue of every current grant (all pages)."""
     return {
         q["WorkerId"]: q.get("IntegerValue")
-        for q in _pages(calls, "list_workers_with_qualification_type", "Qualifications",
+        for q in pages(calls, "list_workers_with_qualification_type", "Qualifications",
                         QualificationTypeId=type_id, Status="Granted")
         if q.get("Status", "Granted") == "Granted"
     }
@@ -315,35 +302,16 @@ class SyncReport(BulkReport):
         return super().summary() + calls + created
 
 
-def _journal_conn(db: Any) -> sqlite3.Connection:
-    conn = connect(db)
-    with transaction(conn):
-        conn.execute(JOURNAL_SCHEMA)
-    return conn
-
-
 def journal(db: Any, plan_id: Optional[str] = None) -> List[Dict[str, Any]]:
     """The MTurk writes recorded by applies (of one plan, or all), oldest first."""
-    conn = _journal_conn(db)
-    try:
-        sql = "SELECT * FROM mephisto_quals_mturk_journal"
-        args: Tuple[Any, ...] = ()
-        if plan_id is not None:
-            sql += " WHERE plan_id = ?"
-            args = (plan_id,)
-        return [dict(r) for r in conn.execute(sql + " ORDER BY at, rowid", args)]
-    finally:
-        conn.close()
+    with Session.open(db, readonly=True) as s:
+        return journal_store.entries(s.conn, plan_id)
 
 
-def _log(conn: sqlite3.Connection, plan: SyncPlan, item: str, action: str, value: Optional[int], type_id: str) -> None:
-    with transaction(conn):
-        conn.execute(
-            """INSERT OR REPLACE INTO mephisto_quals_mturk_journal
-               (plan_id, item, action, value, qualification, requester, qualification_type_id, at, os_user)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (plan.plan_id, item, action, value, plan.qualification, plan.requester, type_id, time.time(), _grants.os_user()),
-        )
+def _log(session: Session, plan: SyncPlan, item: str, action: str, value: Optional[int], type_id: str) -> None:
+    with session.transaction() as conn:
+        journal_store.log(conn, plan.plan_id, item, action, value, plan.qualification, plan.requester, type_id,
+                          time.time(), os_user())
 
 
 def _create_type(calls: MTurkCalls, name: str) -> str:
@@ -437,17 +405,16 @@ def apply_sync(
                             for i in plan.items]
         report.read_calls = calls.reads
         return report
-    conn = _journal_conn(db)
+    session = Session.open(db)
     try:
-        done = {r["item"]: r for r in conn.execute(
-            "SELECT item, qualification_type_id FROM mephisto_quals_mturk_journal WHERE plan_id = ?", (plan.plan_id,))}
+        done = journal_store.done(session.conn, plan.plan_id)
         type_id = plan.qualification_type_id
         if type_id is None and plan.items:
             if _CREATE_ITEM in done:
-                type_id = done[_CREATE_ITEM]["qualification_type_id"]
+                type_id = done[_CREATE_ITEM]
             else:
                 type_id = _create_type(calls, plan.mturk_name)
-                _log(conn, plan, _CREATE_ITEM, "create-type", None, type_id)
+                _log(session, plan, _CREATE_ITEM, "create-type", None, type_id)
                 report.created_type = True
             # The plan stays as planned (its write_calls still counts the creation); a re-apply
             # of it finds the created type in the journal.
@@ -463,13 +430,13 @@ def apply_sync(
                 if status == "failed":
                     report.outcomes.append(WorkerOutcome(item.worker, "failed", old_value=item.old_value, new_value=item.value, error=error))
                 else:
-                    _log(conn, plan, item.worker, item.action, item.value, type_id)
+                    _log(session, plan, item.worker, item.action, item.value, type_id)
                     report.outcomes.append(WorkerOutcome(item.worker, statuses[item.action] if status == "ok" else status,
                                                          old_value=item.old_value, new_value=item.value))
             if progress:
                 progress(1)
     finally:
-        conn.close()
+        session.close()
         report.read_calls, report.write_calls, report.retries = calls.reads, calls.writes, calls.retries
     return report
 
@@ -569,10 +536,10 @@ def grant_on_mturk(
     Workers Mephisto never saw get a worker record, so the grant gates them when they arrive.
     ``expires_in`` / ``expires_at`` apply locally; the next sync revokes an expired grant on MTurk.
     """
-    _grants._check_value(value)
+    grants_api.check_value(value)
 
     def local(workers: List[str], preflight: bool) -> BulkReport:
-        return _grants.set_values(db, qualification, {w: value for w in workers}, provider=provider, reason=reason,
+        return grants_api.set_values(db, qualification, {w: value for w in workers}, provider=provider, reason=reason,
                                   expires_in=expires_in, expires_at=expires_at, source="mturk", create=True,
                                   dry_run=preflight)
 
@@ -599,7 +566,7 @@ def revoke_on_mturk(
     """
 
     def local(workers: List[str], preflight: bool) -> BulkReport:
-        return _grants.revoke(db, qualification, workers, provider=provider, reason=reason, source="mturk",
+        return grants_api.revoke(db, qualification, workers, provider=provider, reason=reason, source="mturk",
                               dry_run=preflight)
 
     provider = find_requester(db, requester).provider_type

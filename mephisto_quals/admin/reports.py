@@ -1,0 +1,59 @@
+"""What a bulk operation did, per worker: the report every admin and provider call returns."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+__all__ = ["WorkerOutcome", "OutcomeCounts", "BulkReport"]
+
+
+@dataclass(slots=True)
+class WorkerOutcome:
+    """What happened to one worker: status is granted, updated, unchanged, revoked, not held or failed."""
+
+    worker: str
+    status: str
+    worker_id: Optional[int] = None
+    worker_name: Optional[str] = None
+    old_value: Optional[int] = None
+    new_value: Optional[int] = None
+    error: Optional[str] = None
+    qualification: Optional[str] = None  # set where one report spans several (prune)
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+class OutcomeCounts:
+    """Shared by reports whose ``outcomes`` each have a ``status`` and an ``ok``."""
+
+    outcomes: List[Any]
+
+    @property
+    def failed(self) -> List[Any]:
+        return [o for o in self.outcomes if not o.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def counts(self) -> Dict[str, int]:
+        return dict(Counter(o.status for o in self.outcomes))
+
+
+@dataclass
+class BulkReport(OutcomeCounts):
+    """Per-worker outcomes of one bulk operation, and a summary."""
+
+    action: str
+    qualification: str
+    dry_run: bool = False
+    outcomes: List[WorkerOutcome] = field(default_factory=list)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items())) or "no workers"
+        prefix = "dry run, nothing written: " if self.dry_run else ""
+        return f"{prefix}{self.action} '{self.qualification}': {counts}"

@@ -1,0 +1,80 @@
+"""The audit: who changed which grant, when, from what to what, and why.
+
+Stored as one batch row per change set (time, qualification, action, expiry, reason, source,
+OS user) plus one small row per worker, which keeps a 10,000-worker grant cheap. Worker names
+are stored with each change, so the audit never needs Mephisto's tables to be read.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sqlite3
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+__all__ = ["Change", "os_user", "record", "read"]
+
+
+class Change(NamedTuple):
+    """One recorded change of one worker's grant."""
+
+    at: float
+    qualification: str
+    worker_id: int
+    worker_name: Optional[str]
+    action: str
+    old_value: Optional[int]
+    new_value: Optional[int]
+    expires_at: Optional[float]
+    reason: Optional[str]
+    source: str
+    os_user: str
+
+
+def os_user() -> str:
+    """Who is at the keyboard, for the audit."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return os.environ.get("USER") or str(os.getuid())
+
+
+def record(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
+    """Record changes inside the caller's transaction, one batch row per shared context."""
+    batches: Dict[Tuple[Any, ...], List[Tuple[Any, ...]]] = {}
+    for c in changes:
+        key = (c.at, c.qualification, c.action, c.expires_at, c.reason, c.source, c.os_user)
+        batches.setdefault(key, []).append((c.worker_id, c.old_value, c.new_value, c.worker_name))
+    for context, rows in batches.items():
+        batch_id = conn.execute(
+            """INSERT INTO mephisto_quals_audit_batch (at, qualification, action, expires_at, reason, source, os_user)
+               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            context,
+        ).lastrowid
+        conn.executemany(
+            """INSERT INTO mephisto_quals_audit_change (batch_id, worker_id, old_value, new_value, worker_name)
+               VALUES (?, ?, ?, ?, ?)""",
+            [(batch_id, *row) for row in rows],
+        )
+
+
+def read(conn: sqlite3.Connection, qualification: Optional[str] = None, worker: Optional[str] = None,
+         limit: Optional[int] = None) -> List[sqlite3.Row]:
+    """Audit rows newest first (the columns of :class:`Change` plus ``audit_id``)."""
+    where, args = [], []
+    if qualification is not None:
+        where.append("b.qualification = ?")
+        args.append(qualification)
+    if worker is not None:
+        where.append("(CAST(c.worker_id AS TEXT) = ? OR c.worker_name = ? OR c.worker_name = ?)")
+        args += [str(worker), str(worker), f"{worker}_sandbox"]
+    sql = """SELECT c.change_id AS audit_id, b.at, b.qualification, c.worker_id, c.worker_name, b.action,
+                    c.old_value, c.new_value, b.expires_at, b.reason, b.source, b.os_user
+             FROM mephisto_quals_audit_change c JOIN mephisto_quals_audit_batch b ON b.batch_id = c.batch_id"""
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY c.change_id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(int(limit))
+    return conn.execute(sql, args).fetchall()

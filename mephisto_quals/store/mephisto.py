@@ -1,0 +1,44 @@
+"""What differs between Mephisto lines at the database level, detected from the database
+and the installed code rather than from version numbers (every git tag says 1.1.2).
+
+- Mephisto 1.4+ renamed ``LocalMephistoDB._get_connection`` to ``get_connection``.
+- Its migration drops AUTOINCREMENT and gives new workers (and runs, units...) random 63-bit
+  ids; qualifications and grants stay sequential.
+- 1.5.2 adds ``qualifications.description`` and ``granted_qualifications.update_date``.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from typing import Any, Dict, Tuple
+
+__all__ = ["mephisto_connection", "has_column", "uses_random_ids", "random_id", "RANDOM_ID_RANGE"]
+
+#: Mephisto 1.4+'s ``make_randomized_int_id`` range.
+RANDOM_ID_RANGE = (1_000_000, 2**63 - 1)
+
+_columns: Dict[Tuple[str, str], bool] = {}
+
+
+def mephisto_connection(db: Any) -> sqlite3.Connection:
+    """The calling thread's connection of a LocalMephistoDB, on either Mephisto line."""
+    get = getattr(db, "get_connection", None) or getattr(db, "_get_connection")
+    return get()
+
+
+def has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Whether Mephisto's ``table`` has ``column`` in this database (1.5.2 added some)."""
+    return any(r[1] == column for r in conn.execute(f"PRAGMA table_info({table})"))
+
+
+def uses_random_ids(conn: sqlite3.Connection, table: str) -> bool:
+    """True for a table migrated by Mephisto 1.4+ (no AUTOINCREMENT): Mephisto then writes a
+    random id itself, and so must we to write the same rows."""
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    return row is not None and "AUTOINCREMENT" not in str(row[0]).upper()
+
+
+def random_id() -> int:
+    """A fresh id as Mephisto 1.4+ makes them."""
+    return random.randint(*RANDOM_ID_RANGE)
