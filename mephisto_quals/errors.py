@@ -39,3 +39,24 @@ class QualsConfigError(QualsError, ValueError):
             lines = "\n".join(f"  - {p}" for p in self.problems)
             message = f"invalid qualification config ({len(self.problems)} problems):\n{lines}"
         super().__init__(message)
+
+
+class InputError(QualsError, ValueError):
+    """Bad usage or input (a missing file, an unknown name, a bad CSV line): nothing was written.
+
+    The command line exits with :attr:`exit_code` 2 and prints the message.
+    """
+
+    exit_code = 2
+
+
+class OperationFailed(QualsError, RuntimeError):
+    """An operation was refused or failed part-way (the database, MTurk): what succeeded is kept.
+
+    The command line exits with :attr:`exit_code` 1 and prints the message.
+    """
+
+    exit_code = 1
+
+
+__all__ += ["InputError", "OperationFailed"]
