@@ -16,7 +16,7 @@ import rich_click as click
 from mephisto_quals.cli import eligibility, grants, mturk, prolific, queries, review, wut
 from mephisto_quals.cli.base import CONTEXT_SETTINGS, RichQualsGroup
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "attach_commands", "COMMAND_MODULES"]
 
 
 @click.group(cls=RichQualsGroup, context_settings=CONTEXT_SETTINGS)
@@ -37,9 +37,18 @@ def cli() -> None:
     """
 
 
-for module in (wut, grants, queries, eligibility, review, mturk, prolific):
-    for command in module.COMMANDS:
-        cli.add_command(command)
+#: The modules whose ``COMMANDS`` the root group attaches.
+COMMAND_MODULES = (wut, grants, queries, eligibility, review, mturk, prolific)
+
+
+def attach_commands(group: click.Group) -> None:
+    """Attach every module's commands to ``group`` (cheap: the modules import only click)."""
+    for module in COMMAND_MODULES:
+        for command in module.COMMANDS:
+            group.add_command(command)
+
+
+attach_commands(cli)
 
 
 def main() -> None:
