@@ -13,17 +13,17 @@ __all__ = [
     "DatabaseBusy",
     "SchemaError",
     "UnknownQualificationError",
+    "InputError",
+    "OperationFailed",
 ]
 
 
 class QualsError(Exception):
     """Base class of every error mephisto-quals raises on purpose.
 
-    ``exit_code`` is what the command line exits with: 2 for bad input (nothing was
-    written), 1 for an operation that failed.
+    A subclass may set ``exit_code``, what the command line exits with: 2 for bad input
+    (nothing was written), 1 for an operation that failed.
     """
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,21 @@ class SchemaError(DatabaseError):
 
 class UnknownQualificationError(QualsError, LookupError):
     """A qualification the caller named does not exist (and was not to be created)."""
+
+
+class InputError(QualsError, ValueError):
+    """Bad usage or input (a missing file, an unknown name, a bad CSV line): nothing was written.
+
+    The command line exits with :attr:`exit_code` 2 and prints the message.
+    """
+
+    exit_code = 2
+
+
+class OperationFailed(QualsError, RuntimeError):
+    """An operation was refused or failed part-way (the database, MTurk): what succeeded is kept.
+
+    The command line exits with :attr:`exit_code` 1 and prints the message.
+    """
+
+    exit_code = 1

@@ -1,9 +1,15 @@
-"""The ``mephisto-quals`` command line, run the way users run it: the installed entry point in a
-subprocess, with its own HOME, on a real LocalMephistoDB created in the test's temp dir."""
+"""The ``mephisto-quals`` command line on a real LocalMephistoDB created in the test's temp dir.
+
+Most tests run the root group in-process with click's ``CliRunner`` (conftest has already
+pointed HOME at a temp dir before Mephisto was imported). A few smoke tests run the
+installed ``mephisto-quals`` script and ``python -m mephisto_quals.cli`` in a subprocess with
+their own HOME, the way users run them.
+"""
 
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import os
 import re
@@ -13,9 +19,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
+from click.testing import CliRunner
 from conftest import grant, worker
 
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
@@ -24,10 +31,12 @@ from mephisto_quals.admin import grants
 
 from mephisto_quals.admin import queries
 from mephisto_quals.admin.grants import os_user
+from mephisto_quals.cli.main import cli as root
 
 EXE = Path(sys.executable).with_name("mephisto-quals")
 COMMANDS = ["grant", "revoke", "list", "show", "import", "export", "explain", "forecast", "history", "prune",
             "review", "reset-onboarding"]
+PROVIDER_COMMANDS = ["sync", "qual-types", "requests", "export-prolific"]
 CONFIG_YAML = """
 mephisto:
   blueprint:
@@ -57,6 +66,49 @@ class Result:
         return " ".join(re.sub(r"[│╭╮╰╯─]", " ", self.out + "\n" + self.err).split())
 
 
+def separate_runner() -> CliRunner:
+    """A CliRunner keeping stdout and stderr apart on every click version.
+
+    click < 8.2 mixes them unless ``mix_stderr=False``; click 8.2 dropped the argument and
+    always keeps ``result.stderr`` apart.
+    """
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        return CliRunner(mix_stderr=False)
+    return CliRunner()
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def run_cli() -> Run:
+    """Run the root group in-process: ``run_cli(*args, env={...}, stdin=..., obj=...)``; MEPHISTO_QUALS_DB
+    unset unless given; ``obj`` may inject a stubbed MTurk client. stdin is empty, so a prompt would
+    abort. An unexpected exception fails the test."""
+
+    def run(*args: str, stdin: Optional[str] = None, env: Optional[Dict[str, Optional[str]]] = None,
+            obj: Optional[Dict[str, Any]] = None) -> Result:
+        environment: Dict[str, Optional[str]] = {"COLUMNS": "250", "MEPHISTO_QUALS_DB": None, **(env or {})}
+        result = separate_runner().invoke(root, list(args), input=stdin, env=environment, obj=obj,
+                                          prog_name="mephisto-quals")
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+@pytest.fixture
+def cli(run_cli: Run, db: LocalMephistoDB) -> Run:
+    """``mephisto-quals ARGS --db <the test DB>`` in-process (``use_db=False`` leaves --db out)."""
+
+    def run(*args: str, use_db: bool = True, stdin: Optional[str] = None,
+            env: Optional[Dict[str, Optional[str]]] = None, obj: Optional[Dict[str, Any]] = None) -> Result:
+        return run_cli(*args, *(["--db", db.db_path] if use_db else []), stdin=stdin, env=env, obj=obj)
+
+    return run
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     path = tmp_path / "home"
@@ -65,17 +117,41 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cli(home: Path, db: LocalMephistoDB):
-    """Run ``mephisto-quals ARGS --db <the test DB>``; stdin is closed so a prompt would fail."""
+def script(home: Path) -> Run:
+    """Run the installed ``mephisto-quals ARGS`` in a subprocess with its own HOME; stdin is closed."""
 
-    def run(*args: str, use_db: bool = True, stdin: Optional[str] = None, timeout: float = 60) -> Result:
+    def run(*args: str, exe: Optional[List[str]] = None, timeout: float = 60) -> Result:
         env = {**os.environ, "HOME": str(home), "COLUMNS": "250"}
-        cmd = [str(EXE), *args] + (["--db", db.db_path] if use_db else [])
-        proc = subprocess.run(cmd, env=env, input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+        env.pop("MEPHISTO_QUALS_DB", None)
+        proc = subprocess.run([*(exe or [str(EXE)]), *args], env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture
+def mephisto_config() -> Iterator[Callable[[Optional[str]], None]]:
+    """Set (or clear) core.main_data_directory in Mephisto's config of this test process; restored after."""
+    from mephisto.operations.config_handler import DEFAULT_CONFIG_FILE, add_config_arg, get_config, write_config
+
+    config = Path(DEFAULT_CONFIG_FILE)
+    saved = config.read_text() if config.exists() else None
+
+    def set_data_dir(data_dir: Optional[str]) -> None:
+        if data_dir is None:
+            data = get_config() or {}
+            data.get("core", {}).pop("main_data_directory", None)
+            write_config(data)
+        else:
+            add_config_arg("core", "main_data_directory", data_dir)
+
+    set_data_dir(None)
+    yield set_data_dir
+    if saved is None:
+        config.unlink()
+    else:
+        config.write_text(saved)
 
 
 def dump(db: LocalMephistoDB) -> List[str]:
@@ -100,20 +176,101 @@ def qualification_names(db: LocalMephistoDB) -> List[str]:
         conn.close()
 
 
-# --------------------------------------------------------------------------- help
+# --------------------------------------------------------------------------- the installed script (subprocess)
 
 
-def test_top_level_help_is_fast_and_does_not_import_mephisto(cli, home):
+def test_top_level_help_is_fast_and_does_not_import_mephisto(script, home):
     timings = []
     for _ in range(3):
         start = time.perf_counter()
-        result = cli("--help", use_db=False)
+        result = script("--help")
         timings.append(time.perf_counter() - start)
         assert result.code == 0, result.err
     assert min(timings) < 1.0, f"mephisto-quals --help took {min(timings):.2f}s"
-    assert all(command in result.out for command in COMMANDS)
+    assert all(command in result.out for command in COMMANDS + PROVIDER_COMMANDS + ["wut"])
     # importing mephisto writes ~/.mephisto/config.yml: --help must not have done so
     assert not (home / ".mephisto").exists()
+
+
+def test_python_m_lists_every_command(script, home):
+    result = script("--help", exe=[sys.executable, "-m", "mephisto_quals.cli"])
+    assert result.code == 0, result.err
+    assert all(command in result.out for command in COMMANDS + PROVIDER_COMMANDS + ["wut"]), result.out
+    assert not (home / ".mephisto").exists()
+
+
+def test_script_grant_and_show_round_trip(script, db):
+    worker(db, "alice")
+    result = script("grant", "trusted", "alice", "--provider", "mock", "--create", "--reason", "smoke", "--db", db.db_path)
+    assert result.code == 0, result.text
+    assert "grant 'trusted': 1 granted" in result.out
+    show = script("show", "trusted", "--db", db.db_path)
+    assert show.code == 0, show.text
+    line = next(line for line in show.out.splitlines() if "alice_sandbox" in line)
+    assert "mock" in line and "smoke" in line, line
+    assert held(db, "trusted") == {"alice_sandbox": 1}
+
+
+def test_script_bad_input_exits_2_with_a_clean_message(script, db, tmp_path):
+    worker(db, "alice")
+    before = dump(db)
+    result = script("grant", "nope", "alice", "--provider", "mock", "--db", db.db_path)
+    assert result.code == 2, result.text
+    assert "'nope' does not exist" in result.text and "--create" in result.text
+    assert "Traceback" not in result.err
+    missing = tmp_path / "missing.db"
+    result = script("list", "--db", str(missing))
+    assert result.code == 2 and f"--db {missing}: no such file" in result.text, result.text
+    assert "Traceback" not in result.err
+    assert dump(db) == before
+
+
+def test_one_translation_of_errors_to_exit_codes():
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from mephisto_quals.admin.grants import UnknownQualificationError
+    from mephisto_quals.cli.base import translate
+    from mephisto_quals.errors import InputError, OperationFailed, QualsError
+
+    refused = ClientError({"Error": {"Code": "RequestError", "Message": "no such worker"}}, "AssociateQualificationWithWorker")
+    cases = [
+        (InputError("bad input"), 2, "bad input"),
+        (OperationFailed("it broke"), 1, "it broke"),
+        (UnknownQualificationError("qualification 'q' does not exist"), 2, "qualification 'q' does not exist"),
+        (ValueError("not a number"), 2, "not a number"),
+        (sqlite3.OperationalError("database is locked"), 1, "database error: database is locked"),
+        (refused, 1, "MTurk refused: RequestError: no such worker"),
+        (EndpointConnectionError(endpoint_url="https://mturk.invalid"), 1, "could not reach MTurk"),
+    ]
+    for error, code, message in cases:
+        failure = translate(error)
+        assert failure is not None and failure.exit_code == code and message in failure.message, (error, failure)
+    assert isinstance(InputError("x"), (QualsError, ValueError)) and isinstance(OperationFailed("x"), RuntimeError)
+    assert translate(KeyError("a bug")) is None  # bugs keep their traceback
+
+
+def test_an_mturk_failure_in_sync_exits_1_and_says_running_again_resumes(cli, db):
+    import boto3
+    from botocore.stub import Stubber
+
+    from mephisto.abstractions.providers.mturk_sandbox.sandbox_mturk_requester import SandboxMTurkRequester
+
+    from mephisto_quals.providers.mturk.client import SANDBOX_ENDPOINT
+
+    SandboxMTurkRequester.new(db, "me")
+    grant(db, "alice", "q")
+    client = boto3.client("mturk", region_name="us-east-1", endpoint_url=SANDBOX_ENDPOINT,
+                          aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stub:
+        stub.add_client_error("list_qualification_types", service_error_code="RequestError", service_message="no access")
+        result = cli("sync", "apply", "q", "--requester", "me", obj={"mturk_client": client})
+        stub.assert_no_pending_responses()
+    assert result.code == 1, result.text
+    assert "MTurk refused: RequestError: no access (run the command again to resume)" in result.text
+    assert "Traceback" not in result.err
+
+
+# --------------------------------------------------------------------------- help
 
 
 def test_every_command_help_has_a_description_and_an_example(cli):
@@ -430,15 +587,69 @@ def test_reset_onboarding(cli, db):
 # --------------------------------------------------------------------------- finding the database
 
 
-def test_without_db_and_without_a_data_dir_exits_2_without_prompting(cli, db, home):
-    result = cli("list", use_db=False, timeout=30)
+def test_without_db_and_without_a_data_dir_exits_2_without_prompting(cli, db, mephisto_config):
+    result = cli("list", use_db=False)
     assert result.code == 2, result.text
     assert "pass --db" in result.text and "mephisto config core.main_data_directory DIR" in result.text
+    assert "MEPHISTO_QUALS_DB" in result.text
     # once Mephisto's config names the data directory, its database.db is used
     grant(db, "alice", "found-it")
-    (home / ".mephisto" / "config.yml").write_text(f"core:\n  main_data_directory: {Path(db.db_path).parent}\n")
-    result = cli("list", use_db=False, timeout=30)
+    mephisto_config(str(Path(db.db_path).parent))
+    result = cli("list", use_db=False)
     assert result.code == 0 and "found-it" in result.out, result.text
+
+
+#: One command of each group, and what it prints once it has found the test database.
+FOUND = {
+    "queries": (["list"], 0, "found-it"),
+    "grants": (["grant", "found-it", "bob", "--provider", "mock"], 0, "grant 'found-it': 1 granted"),
+    "eligibility": (["forecast", "--task", "ghost-task"], 2, "task 'ghost-task' has no runs"),
+    "mturk": (["sync", "plan", "found-it", "--requester", "nobody"], 2, "no MTurk requester 'nobody'"),
+    "prolific": (["export-prolific", "found-it"], 2, "no Prolific participant holds 'found-it'"),
+}
+
+
+@pytest.mark.parametrize("source", ["--db", "env", "config"])
+@pytest.mark.parametrize("group", sorted(FOUND))
+def test_every_group_finds_the_database_the_same_way(run_cli, db, tmp_path, mephisto_config, group, source):
+    args, code, expected = FOUND[group]
+    grant(db, "alice", "found-it")
+    decoy = LocalMephistoDB(database_path=str(tmp_path / "decoy.db"))  # a database --db beats the others with
+    decoy.shutdown()
+    env: Dict[str, Optional[str]] = {}
+    if source == "--db":
+        args = [*args, "--db", db.db_path]
+        env["MEPHISTO_QUALS_DB"] = decoy.db_path  # --db wins over the environment
+    elif source == "env":
+        env["MEPHISTO_QUALS_DB"] = db.db_path
+        mephisto_config(str(tmp_path))  # the environment wins over Mephisto's config (decoy.db is not database.db)
+    else:
+        mephisto_config(str(Path(db.db_path).parent))
+    result = run_cli(*args, env=env)
+    assert result.code == code and expected in result.text, result.text
+    if group == "grants":
+        assert held(db, "found-it") == {"alice_sandbox": 1, "bob_sandbox": 1}
+
+
+@pytest.mark.parametrize("source", ["--db", "env", "config"])
+@pytest.mark.parametrize("group", sorted(FOUND))
+def test_a_missing_database_exits_2_naming_the_path(run_cli, db, tmp_path, mephisto_config, group, source):
+    args, _, _ = FOUND[group]
+    missing = tmp_path / "nowhere" / "database.db"
+    env: Dict[str, Optional[str]] = {}
+    if source == "--db":
+        args, message = [*args, "--db", str(missing)], f"--db {missing}: no such file"
+    elif source == "env":
+        env["MEPHISTO_QUALS_DB"] = str(missing)
+        message = f"$MEPHISTO_QUALS_DB={missing}: no such file"
+    else:
+        mephisto_config(str(missing.parent))
+        message = f"no Mephisto database at {missing}"
+    before = dump(db)
+    result = run_cli(*args, env=env)
+    assert result.code == 2, result.text
+    assert message in result.text, result.text
+    assert dump(db) == before and not missing.parent.exists()
 
 
 # --------------------------------------------------------------------------- review

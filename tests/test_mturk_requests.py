@@ -306,7 +306,7 @@ def queue_listing(stub: Stubber, requests: List[Dict[str, Any]]) -> None:
 
 
 def test_requests_list_command(lists: LocalMephistoDB, requester: str) -> None:
-    from mephisto_quals.cli.providers import requests_group
+    from mephisto_quals.cli.mturk import requests_group
 
     c = client()
     with Stubber(c) as stub:
@@ -324,7 +324,7 @@ def test_requests_list_command(lists: LocalMephistoDB, requester: str) -> None:
 
 
 def test_requests_decide_command(lists: LocalMephistoDB, requester: str) -> None:
-    from mephisto_quals.cli.providers import requests_group
+    from mephisto_quals.cli.mturk import requests_group
 
     c = client()
     with Stubber(c) as stub:
@@ -346,7 +346,7 @@ def test_requests_decide_command(lists: LocalMephistoDB, requester: str) -> None
 
 
 def test_requests_decide_needs_something_to_decide(lists: LocalMephistoDB, requester: str) -> None:
-    from mephisto_quals.cli.providers import requests_group
+    from mephisto_quals.cli.mturk import requests_group
 
     result = CliRunner(mix_stderr=False).invoke(requests_group, ["decide", "--requester", requester, "--db", lists.db_path])
     assert result.exit_code == 2 and "say what to decide" in result.stderr

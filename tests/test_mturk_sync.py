@@ -29,7 +29,7 @@ from mephisto.utils.qualifications import make_qualification_dict, worker_is_qua
 
 from mephisto_quals.admin import grants
 from mephisto_quals.admin.grants import UnknownQualificationError
-from mephisto_quals.cli.mturk_common import sync
+from mephisto_quals.cli.mturk import sync
 from mephisto_quals.providers.mturk.client import (
     RETRY_CONFIG,
     SANDBOX_ENDPOINT,

@@ -428,7 +428,7 @@ def sandbox_requester(db: LocalMephistoDB) -> str:
 
 
 def test_apply_command_on_the_sandbox(db: LocalMephistoDB, types_file: Path) -> None:
-    from mephisto_quals.cli.providers import qual_types
+    from mephisto_quals.cli.mturk import qual_types
 
     name = sandbox_requester(db)
     c = client()
@@ -448,7 +448,7 @@ def test_apply_command_on_the_sandbox(db: LocalMephistoDB, types_file: Path) -> 
 def test_apply_command_refuses_a_live_requester_without_live_and_asks_with_it(db: LocalMephistoDB, types_file: Path) -> None:
     from mephisto.abstractions.providers.mturk.mturk_requester import MTurkRequester
 
-    from mephisto_quals.cli.providers import qual_types
+    from mephisto_quals.cli.mturk import qual_types
 
     MTurkRequester.new(db, "boss")
     c = client(sandbox=False)
@@ -464,7 +464,7 @@ def test_apply_command_refuses_a_live_requester_without_live_and_asks_with_it(db
 
 
 def test_apply_command_reports_conflicts_with_exit_1(db: LocalMephistoDB, tmp_path: Path) -> None:
-    from mephisto_quals.cli.providers import qual_types
+    from mephisto_quals.cli.mturk import qual_types
 
     name = sandbox_requester(db)
     path = tmp_path / "q.yaml"
@@ -480,7 +480,7 @@ def test_apply_command_reports_conflicts_with_exit_1(db: LocalMephistoDB, tmp_pa
 
 
 def test_apply_command_refuses_a_bad_file_before_any_call(db: LocalMephistoDB, tmp_path: Path) -> None:
-    from mephisto_quals.cli.providers import qual_types
+    from mephisto_quals.cli.mturk import qual_types
 
     name = sandbox_requester(db)
     path = tmp_path / "bad.yaml"

@@ -129,7 +129,7 @@ def test_export_block(lists: LocalMephistoDB) -> None:
 
 
 def invoke(db: LocalMephistoDB, *args: str) -> Any:
-    from mephisto_quals.cli.providers import export_prolific_command
+    from mephisto_quals.cli.prolific import export_prolific_command
 
     return CliRunner(mix_stderr=False).invoke(export_prolific_command, [*args, "--db", db.db_path])
 

@@ -1,0 +1,170 @@
+"""Grant CSV files: read and check a whole file for ``import``, write holders for ``export``.
+
+The format is ``worker,worker_id,provider,value,expires_at,reason`` (a header line first;
+only ``worker`` or ``worker_id`` is required). What :func:`write_holders` writes,
+:func:`read_grant_csv` reads back, into this or another Mephisto database: ``worker`` is the
+provider's worker name, without Mephisto's ``_sandbox`` suffix. No click here: the CLI and
+scripts share it.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from typing import IO, Any, Dict, Iterable, List, Optional, Tuple
+
+from mephisto_quals.compile.durations import parse_instant
+from mephisto_quals.errors import InputError
+from mephisto_quals.store.workers import KNOWN_PROVIDERS, SANDBOX_PROVIDERS, mephisto_worker_name, parse_refs
+
+__all__ = ["CSV_COLUMNS", "CsvRow", "read_grant_csv", "provider_name", "write_holders"]
+
+#: The columns a grant CSV may have, in the order export writes them.
+CSV_COLUMNS = ("worker", "worker_id", "provider", "value", "expires_at", "reason")
+
+
+@dataclass
+class CsvRow:
+    """One checked line: the worker as given (with its provider, None for a Mephisto id) and the grant."""
+
+    line: int
+    worker: str
+    provider: Optional[str]
+    value: int
+    expires_at: Optional[float]
+    reason: Optional[str]
+
+
+def provider_name(worker_name: str, provider: Optional[str]) -> str:
+    """The name the provider knows (Mephisto adds ``_sandbox`` for sandbox providers)."""
+    if provider in SANDBOX_PROVIDERS and worker_name.endswith("_sandbox"):
+        return worker_name[: -len("_sandbox")]
+    return worker_name
+
+
+def _header(reader: Any) -> List[str]:
+    """The first non-blank line as lower-case column names; InputError if it is not a valid header."""
+    header: Optional[List[str]] = None
+    for cells in reader:
+        if any(c.strip() for c in cells):
+            header = [c.strip().lower() for c in cells]
+            break
+    if header is None:
+        raise InputError("the CSV is empty; its first line must be a header such as: worker,value,expires_at,reason")
+    unknown = [c for c in header if c not in CSV_COLUMNS]
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    no_worker = not ({"worker", "worker_id"} & set(header))
+    if unknown or dupes or no_worker:
+        why = []
+        if unknown:
+            why.append(f"unknown column(s) {', '.join(repr(c) for c in unknown)}")
+        if dupes:
+            why.append(f"repeated column(s) {', '.join(dupes)}")
+        if no_worker:
+            why.append("no 'worker' or 'worker_id' column")
+        optional = ", ".join(c for c in CSV_COLUMNS if c not in ("worker", "worker_id"))
+        raise InputError(
+            f"line {reader.line_num}: bad CSV header ({'; '.join(why)}); the first line must be a header with a "
+            f"'worker' or 'worker_id' column and optionally {optional}"
+        )
+    return header
+
+
+def _row(cell: Dict[str, str], line: int, provider: Optional[str], reason: Optional[str], now: float,
+         bad: List[str]) -> CsvRow:
+    """One line's row; what is wrong with it goes to ``bad``."""
+    row_provider = cell.get("provider") or None
+    if row_provider is not None and row_provider not in KNOWN_PROVIDERS:
+        bad.append(f"provider {row_provider!r} is not one of {', '.join(sorted(KNOWN_PROVIDERS))}")
+    elif row_provider and provider and row_provider != provider:
+        bad.append(f"provider {row_provider!r} differs from --provider {provider}")
+    row_provider = row_provider or provider
+    name, worker_id = cell.get("worker", ""), cell.get("worker_id", "")
+    ref_provider: Optional[str] = None
+    if name and row_provider:
+        given, ref_provider = name, row_provider  # a provider worker name: portable across databases
+    elif worker_id:
+        given = worker_id  # a Mephisto worker id
+    elif name:
+        given = name
+    else:
+        given = ""
+        bad.append("empty worker id")
+    if given:
+        _, refused = parse_refs([given], ref_provider)
+        if refused:
+            bad.append(f"worker {given!r}: {next(iter(refused.values()))}")
+    value_text = cell.get("value", "")
+    value = 1
+    if value_text:
+        try:
+            value = int(value_text)
+        except ValueError:
+            bad.append(f"value {value_text!r} is not an integer")
+    expires: Optional[float] = None
+    if cell.get("expires_at"):
+        try:
+            expires = parse_instant(cell["expires_at"], "expires_at")
+        except ValueError as e:
+            bad.append(str(e))
+        else:
+            if expires <= now:
+                bad.append(f"expires_at {cell['expires_at']!r} is in the past")
+    return CsvRow(line, given, ref_provider, value, expires, cell.get("reason") or reason)
+
+
+def read_grant_csv(handle: Iterable[str], provider: Optional[str], reason: Optional[str], now: float) -> List[CsvRow]:
+    """Parse and check a whole grant CSV; raise InputError listing every bad line (then nothing is imported).
+
+    ``provider`` applies to rows without a provider cell, ``reason`` to rows with an empty
+    reason. An exact repeat of a worker's row is dropped; a different one is an error.
+    """
+    reader = csv.reader(handle)
+    header = _header(reader)
+    problems: List[str] = []
+    rows: List[CsvRow] = []
+    seen: Dict[Tuple[Optional[str], str], CsvRow] = {}
+    for cells in reader:
+        line = reader.line_num
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) > len(header):
+            problems.append(f"line {line}: {len(cells)} fields but the header has {len(header)}")
+            continue
+        cell = {name: (cells[i].strip() if i < len(cells) else "") for i, name in enumerate(header)}
+        bad: List[str] = []
+        row = _row(cell, line, provider, reason, now, bad)
+        if row.worker and not bad:
+            key = (row.provider, mephisto_worker_name(row.worker, row.provider) if row.provider else str(int(row.worker)))
+            first = seen.get(key)
+            if first is not None:
+                if (first.value, first.expires_at, first.reason) != (row.value, row.expires_at, row.reason):
+                    bad.append(f"worker {row.worker!r} is also on line {first.line} with a different value, "
+                               "expiry or reason")
+                else:
+                    continue  # an exact repeat: harmless
+            else:
+                seen[key] = row
+        if bad:
+            problems.append(f"line {line}: {'; '.join(bad)}")
+        else:
+            rows.append(row)
+    if problems:
+        raise InputError(
+            f"{len(problems)} bad line(s) in the CSV; nothing was imported:\n" + "\n".join(f"  {p}" for p in problems)
+        )
+    if not rows:
+        raise InputError("the CSV has a header but no rows")
+    return rows
+
+
+def write_holders(handle: IO[str], holders: Iterable[Any]) -> int:
+    """Write holders (from ``queries.holders``) as a grant CSV with a header; returns the row count."""
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    n = 0
+    for h in holders:
+        writer.writerow([provider_name(h.worker_name, h.provider_type), h.worker_id, h.provider_type or "",
+                         "" if h.value is None else h.value, h.expires, h.reason or ""])
+        n += 1
+    return n

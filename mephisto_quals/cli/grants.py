@@ -1,0 +1,309 @@
+"""Writing commands: ``grant``, ``revoke``, ``reset-onboarding``, ``prune`` and ``import``.
+
+They call the grants API (:mod:`mephisto_quals.admin.grants`), imported inside the command
+bodies so ``--help`` does not import Mephisto. Every change is audited with source ``cli``.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
+
+import rich_click as click
+
+from mephisto_quals.cli.base import RichQualsCommand
+from mephisto_quals.cli.database import resolve_db
+from mephisto_quals.cli.options import (db_option, dry_run_option, files_option, mturk_options, progress_option,
+                                        provider_option, verbose_option)
+from mephisto_quals.cli.output import Progress, finish, out, print_report, show_value, table
+from mephisto_quals.errors import InputError
+
+__all__ = ["grant", "revoke", "reset_onboarding", "prune", "import_csv", "COMMANDS", "SOURCE"]
+
+#: The audit's source for changes made from the command line.
+SOURCE = "cli"
+
+
+def read_worker_file(handle: Any) -> List[str]:
+    """One worker per line; blank lines and # comments are skipped."""
+    names = []
+    for line in handle:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            names.append(line)
+    return names
+
+
+def workers_from(given: Sequence[str], files: Sequence[Any]) -> List[str]:
+    """Workers named as arguments and in --file files; at least one, or a usage error."""
+    workers = list(given)
+    for handle in files:
+        workers += read_worker_file(handle)
+    if not workers:
+        raise click.UsageError("name at least one worker (as arguments or with --file)")
+    return workers
+
+
+def expiry(expires_in: Optional[str], expires_at: Optional[str], now: float) -> Optional[float]:
+    """--expires-in / --expires-at as Unix seconds (whole, so exports round-trip exactly), None for permanent."""
+    from mephisto_quals.compile.durations import parse_duration, parse_instant
+
+    if expires_in is not None and expires_at is not None:
+        raise click.UsageError("give --expires-in or --expires-at, not both")
+    if expires_in is not None:
+        try:
+            seconds = parse_duration(expires_in, "--expires-in")
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--expires-in") from None
+        return None if seconds is None else float(round(now + seconds))
+    if expires_at is not None:
+        try:
+            moment = parse_instant(expires_at, "--expires-at")
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--expires-at") from None
+        if moment <= now:
+            raise click.BadParameter(f"{expires_at!r} is in the past", param_hint="--expires-at")
+        return moment
+    return None
+
+
+@contextmanager
+def must_exist(name: str, kind: str = "qualification") -> Iterator[None]:
+    """For commands that never create: an unknown name is just a typo to report."""
+    from mephisto_quals.errors import UnknownQualificationError
+
+    try:
+        yield
+    except UnknownQualificationError:
+        raise InputError(f"{kind} {name!r} does not exist; list them with 'mephisto-quals list'") from None
+
+
+def on_mturk(
+    action: str, path: str, qualification: str, names: List[str], requester: str, live: bool, yes: bool,
+    provider: Optional[str], dry_run: bool, **kwargs: Any,
+) -> Any:
+    """Grant or revoke on MTurk and record locally: sandbox by default, live only with --live and consent."""
+    from mephisto_quals.cli.mturk import confirm_live_writes, require_live_flag
+    from mephisto_quals.providers.mturk.sync import grant_on_mturk, revoke_on_mturk
+
+    info = require_live_flag(path, requester, live)
+    if provider and provider != info.provider_type:
+        raise InputError(f"--provider {provider} but requester '{requester}' is {info.provider_type}")
+    if not dry_run:
+        confirm_live_writes(info, len(names), f"{action} '{qualification}'", yes)
+    run = grant_on_mturk if action == "grant" else revoke_on_mturk
+    return run(path, qualification, names, requester=requester, live_ok=live, dry_run=dry_run, **kwargs)
+
+
+@click.command(cls=RichQualsCommand)
+@click.argument("qualification")
+@click.argument("workers", nargs=-1)
+@click.option("--value", type=int, default=1, show_default=True, help="Value to grant (an integer).")
+@provider_option
+@click.option("--reason", help="Why; kept with the grant and in the audit.")
+@click.option("--expires-in", metavar="DURATION", help="Grant expires after this long: 30m, 12h, 7d, 2w or 'permanent'.")
+@click.option("--expires-at", metavar="ISO", help="Grant expires at this time, e.g. 2026-12-31 or 2026-12-31T18:00:00+00:00 (UTC if no zone).")
+@click.option("--create", is_flag=True, help="Create the qualification if it does not exist.")
+@files_option
+@mturk_options
+@dry_run_option
+@verbose_option
+@progress_option
+@db_option
+def grant(
+    qualification: str, workers: Tuple[str, ...], value: int, provider: Optional[str], reason: Optional[str],
+    expires_in: Optional[str], expires_at: Optional[str], create: bool, files: Tuple[Any, ...],
+    requester: Optional[str], live: bool, yes: bool, dry_run: bool,
+    verbose: bool, progress: Optional[bool], db: Optional[str],
+) -> None:
+    """Grant a qualification (one value) to workers.
+
+    Workers are Mephisto worker ids, or provider worker names with --provider (a worker
+    Mephisto has not seen yet gets a record, so the grant applies when they arrive).
+    Re-granting updates the value in place. An unknown qualification is an error unless
+    --create is given.
+
+    \b
+    Examples:
+      mephisto-quals grant trusted 12 15 18
+      mephisto-quals grant score alice bob --provider mock --value 3 --create
+      mephisto-quals grant pilot --file workers.txt --provider mturk --expires-in 7d --reason "pilot batch"
+      mephisto-quals grant trusted 12 --dry-run
+      mephisto-quals grant blocked A1B2C3D4 --requester my_sandbox   # on MTurk too, before they connect
+    """
+    from mephisto_quals.admin import grants
+
+    names = workers_from(workers, files)
+    path = resolve_db(db)
+    now = time.time()
+    expires = expiry(expires_in, expires_at, now)
+    if requester:
+        report = on_mturk("grant", path, qualification, names, requester, live, yes, provider, dry_run,
+                          value=value, reason=reason, expires_at=expires)
+        finish(print_report(report, verbose))
+        return
+    with Progress(len(names), progress, f"grant {qualification}") as bar:
+        report = grants.grant(
+            path, qualification, names, value, provider=provider, reason=reason, expires_at=expires,
+            source=SOURCE, create=create, dry_run=dry_run, progress=bar, now=now,
+        )
+    finish(print_report(report, verbose))
+
+
+@click.command(cls=RichQualsCommand)
+@click.argument("qualification")
+@click.argument("workers", nargs=-1)
+@provider_option
+@click.option("--reason", help="Why; recorded in the audit.")
+@files_option
+@mturk_options
+@dry_run_option
+@verbose_option
+@progress_option
+@db_option
+def revoke(
+    qualification: str, workers: Tuple[str, ...], provider: Optional[str], reason: Optional[str], files: Tuple[Any, ...],
+    requester: Optional[str], live: bool, yes: bool, dry_run: bool, verbose: bool, progress: Optional[bool],
+    db: Optional[str],
+) -> None:
+    """Revoke a qualification from workers.
+
+    A worker who does not hold it is reported as 'not held' (not an error); an unknown
+    Mephisto worker id is a failure (exit 1).
+
+    \b
+    Examples:
+      mephisto-quals revoke trusted 12 15
+      mephisto-quals revoke trusted A1B2C3D4 --provider mturk --reason "low agreement"
+      mephisto-quals revoke trusted A1B2C3D4 --requester my_live --live --yes
+    """
+    from mephisto_quals.admin import grants
+
+    names = workers_from(workers, files)
+    path = resolve_db(db)
+    if requester:
+        report = on_mturk("revoke", path, qualification, names, requester, live, yes, provider, dry_run, reason=reason)
+        finish(print_report(report, verbose))
+        return
+    with Progress(len(names), progress, f"revoke {qualification}") as bar, must_exist(qualification):
+        report = grants.revoke(
+            path, qualification, names, provider=provider, reason=reason, source=SOURCE, dry_run=dry_run, progress=bar
+        )
+    finish(print_report(report, verbose))
+
+
+@click.command("reset-onboarding", cls=RichQualsCommand)
+@click.argument("onboarding")
+@click.argument("workers", nargs=-1)
+@provider_option
+@click.option("--reason", help="Why; recorded in the audit.")
+@files_option
+@dry_run_option
+@verbose_option
+@db_option
+def reset_onboarding(
+    onboarding: str, workers: Tuple[str, ...], provider: Optional[str], reason: Optional[str], files: Tuple[Any, ...],
+    dry_run: bool, verbose: bool, db: Optional[str],
+) -> None:
+    """Clear workers' onboarding result so they can take the onboarding again.
+
+    ONBOARDING is the task's onboarding_qualification; both its pass record and its
+    '<name>-failed' record are removed.
+
+    \b
+    Examples:
+      mephisto-quals reset-onboarding my_onboarding 12
+      mephisto-quals reset-onboarding my_onboarding alice --provider mock --reason "retake after fix"
+    """
+    from mephisto_quals.admin import grants
+
+    names = workers_from(workers, files)
+    path = resolve_db(db)
+    with must_exist(onboarding, "onboarding qualification"):
+        report = grants.reset_onboarding(
+            path, onboarding, names, provider=provider, reason=reason, source=SOURCE, dry_run=dry_run
+        )
+    finish(print_report(report, verbose))
+
+
+@click.command(cls=RichQualsCommand)
+@dry_run_option
+@db_option
+def prune(dry_run: bool, db: Optional[str]) -> None:
+    """Delete expired grants (they already stopped counting at the gate).
+
+    Every removal is recorded in the audit as 'expire'.
+
+    \b
+    Examples:
+      mephisto-quals prune --dry-run
+      mephisto-quals prune
+    """
+    from mephisto_quals.admin import grants, queries
+
+    path = resolve_db(db)
+    now = time.time()
+    expired = []
+    for summary in queries.list_qualifications(path, now=now):
+        if summary.expired:
+            for h in queries.holders(path, summary.name, include_expired=True, now=now):
+                if h.expires_at is not None and h.expires_at <= now:
+                    expired.append((summary.name, h))
+    report = grants.prune(path, now=now, source=SOURCE, dry_run=dry_run)
+    if expired:
+        shown = table("qualification", "worker", "id", "value", "expired at",
+                      title="expired grants to remove" if dry_run else "expired grants removed")
+        for name, h in expired:
+            shown.add_row(name, h.worker_name, str(h.worker_id), show_value(h.value), h.expires)
+        out(shown)
+    finish(print_report(report, False, changes=False))
+
+
+@click.command("import", cls=RichQualsCommand)
+@click.argument("qualification")
+@click.argument("csv_file", metavar="FILE.csv", type=click.File("r", encoding="utf-8-sig"))
+@provider_option
+@click.option("--reason", help="Reason for rows whose reason column is empty.")
+@click.option("--create", is_flag=True, help="Create the qualification if it does not exist.")
+@dry_run_option
+@verbose_option
+@progress_option
+@db_option
+def import_csv(
+    qualification: str, csv_file: Any, provider: Optional[str], reason: Optional[str], create: bool, dry_run: bool,
+    verbose: bool, progress: Optional[bool], db: Optional[str],
+) -> None:
+    """Grant a qualification from a CSV file, one value (and expiry, reason) per worker.
+
+    The first line is a header. Columns: 'worker' (a Mephisto worker id, or a provider
+    worker name when the row has a provider), or 'worker_id' (a Mephisto worker id);
+    optional 'provider', 'value' (default 1), 'expires_at' (ISO time, UTC if no zone) and
+    'reason'. The output of 'export' imports as it is. The whole file is checked first:
+    any bad line stops the import with every bad line listed, and nothing is written.
+
+    \b
+    Example file:
+      worker,value,expires_at,reason
+      alice,3,2030-01-01,gold standard
+      bob,1,,
+    \b
+    Examples:
+      mephisto-quals import score scores.csv --provider mock --create
+      mephisto-quals export trusted --output trusted.csv && mephisto-quals import trusted trusted.csv --db other.db --create
+    """
+    from mephisto_quals.admin import grants
+    from mephisto_quals.admin.csv_io import read_grant_csv
+
+    now = time.time()
+    rows = read_grant_csv(csv_file, provider, reason, now)
+    path = resolve_db(db)
+    grant_rows = [grants.GrantRow(r.worker, r.value, r.provider, r.expires_at, r.reason) for r in rows]
+    with Progress(len(rows), progress, f"import {qualification}") as bar:  # one transaction: all or nothing
+        report = grants.grant_rows(path, qualification, grant_rows, source=SOURCE, create=create, dry_run=dry_run,
+                                   progress=bar, now=now)
+    finish(print_report(report, verbose))
+
+
+#: In the order the root group lists them.
+COMMANDS = (grant, revoke, reset_onboarding, prune, import_csv)
