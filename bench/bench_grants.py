@@ -45,11 +45,10 @@ from mephisto.abstractions.databases.local_database import LocalMephistoDB  # no
 from mephisto.data_model.worker import Worker  # noqa: E402
 from mephisto.utils.qualifications import find_or_create_qualification, worker_is_qualified  # noqa: E402
 
+from mephisto_quals.admin import eligibility, grants  # noqa: E402
 from mephisto_quals.compile import comparators as cmp  # noqa: E402
-from mephisto_quals.admin import eligibility  # noqa: E402
-from mephisto_quals.integration import gate
-from mephisto_quals.admin import grants
 from mephisto_quals.compile.requirements import Requirement, compile_local  # noqa: E402
+from mephisto_quals.integration import gate  # noqa: E402
 
 GRANT_GOAL = 100.0
 ELIGIBILITY_GOAL = 50.0
@@ -70,7 +69,7 @@ class NetworkWatch:
     def __init__(self) -> None:
         self.attempts: List[Any] = []
 
-    def __enter__(self) -> "NetworkWatch":
+    def __enter__(self) -> NetworkWatch:
         self._saved = (socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo)
         real_connect, real_connect_ex, real_getaddrinfo = self._saved
 

@@ -35,7 +35,6 @@ os.environ["HOME"] = tempfile.mkdtemp(prefix="mephisto-quals-bench-home-")
 
 import boto3  # noqa: E402
 from botocore.stub import Stubber  # noqa: E402
-
 from mephisto.abstractions.databases.local_database import LocalMephistoDB  # noqa: E402
 from mephisto.abstractions.providers.mturk_sandbox.sandbox_mturk_requester import SandboxMTurkRequester  # noqa: E402
 

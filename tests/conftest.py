@@ -196,3 +196,51 @@ def table_counts(db: LocalMephistoDB) -> Dict[str, int]:
 
 
 __all__: List[str] = ["worker", "grant", "mock_config", "table_counts", "TEST_HOME", "NetworkBlocked", "mephisto_quals"]
+
+
+# ------------------------------------------------------------------ browser set-up, only when selected
+# './run test' does not install Chromium or build Mephisto's frontend up front. Once collection is
+# done, and only when a selected test is marked 'browser', this runs './run setup-browser' once for
+# the same Mephisto line and venv (apt-get as root, npm builds into the cache), with its output
+# shown. If it fails, every browser test fails with its message; other tests are not affected.
+
+_BROWSER_SETUP_ERROR = pytest.StashKey[Optional[str]]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Prepare the browser tests' machine set-up when (and only when) one of them will run."""
+    if session.config.option.collectonly or not any(item.get_closest_marker("browser") for item in session.items):
+        return
+    session.config.stash[_BROWSER_SETUP_ERROR] = _run_browser_setup(session.config)
+
+
+def _run_browser_setup(config: pytest.Config) -> Optional[str]:
+    """Run './run setup-browser' with live output: None when it worked, else the failure message."""
+    import contextlib
+    import subprocess
+
+    command = ["bash", str(Path(__file__).resolve().parents[1] / "run"), "setup-browser"]
+    capture = config.pluginmanager.getplugin("capturemanager")
+    lines: List[str] = []
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print(f"\nbrowser tests selected: {' '.join(command)}", file=sys.stderr, flush=True)
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stderr.write(line)
+            lines.append(line)
+        code = proc.wait()
+    if code == 0:
+        return None
+    return (f"The browser tests cannot run: './run setup-browser' exited {code}. As root it installs Chromium, "
+            "ChromeDriver and Node.js/npm with apt-get; elsewhere install them yourself (Debian: apt-get install "
+            "chromium chromium-driver nodejs npm). Its output:\n" + "".join(lines[-20:]))
+
+
+@pytest.fixture(scope="session")
+def browser_setup(request: pytest.FixtureRequest) -> None:
+    """Fail a browser test with the set-up's message when './run setup-browser' did not succeed."""
+    error = request.config.stash.get(_BROWSER_SETUP_ERROR, None)
+    if error:
+        pytest.fail(error, pytrace=False)

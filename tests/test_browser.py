@@ -4,8 +4,8 @@ Each test launches the example static task (examples/gated_static_task: its task
 onboarding.html and data.csv) on Mephisto's local architect (the node router) with the mock
 provider, through a real Operator, and opens the worker links a crowd provider would hand
 out. The Mephisto frontend and router come from mephisto_quals.devtools.pilot's cached builds (built
-once by './run setup-browser'). The browser runs in a thread while the Operator's event
-loop keeps running in this one.
+once by './run setup-browser', which tests/conftest.py runs when a browser test is selected).
+The browser runs in a thread while the Operator's event loop keeps running in this one.
 
 Screenshots of each worker's view go under pytest's tmp dir; the three the README shows
 (task, not qualified, onboarding) also go to docs/screenshots/ when they are missing there or
@@ -48,7 +48,7 @@ TASK_HEADING = "Is this review positive or negative?"  # examples/gated_static_t
 ONBOARDING_HEADING = "Practice question"  # examples/gated_static_task/onboarding.html
 WAIT = 15.0  # seconds for any one page state
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 
 # ------------------------------------------------------------------ set-up checks
@@ -79,13 +79,17 @@ def _missing() -> List[str]:
 
 
 @pytest.fixture(scope="session")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pilot.Builds]:
-    """The cached Mephisto frontend and router, in use for the whole session."""
+def builds(browser_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[pilot.Builds]:
+    """The cached Mephisto frontend and router, in use for the whole session.
+
+    ``browser_setup`` (tests/conftest.py) has run './run setup-browser' by then, because these
+    tests are selected; what is still missing is named here.
+    """
     problems = _missing()
     if problems:
         pytest.fail(
             "The browser tests need " + "; ".join(problems) + ". As root, './run setup-browser' installs "
-            "them (./run test runs it first).",
+            "them (./run test runs it when browser tests are selected).",
             pytrace=False,
         )
     cache = os.environ.get(pilot.CACHE_ENV) or ROOT / ".cache" / "mephisto-quals"
@@ -488,6 +492,7 @@ def _body_after(driver: Any, url: str, text: str) -> str:
     return _wait_for_text(driver, text)
 
 
+@pytest.mark.subprocess
 def test_pilot_command_prints_working_links_and_stops_cleanly_on_ctrl_c(builds, chromium, tmp_path):
     port = free_port()
     home = tmp_path / "home"

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.subprocess
+
 
 def test_demo_gates_as_configured_and_keeps_out_of_home(tmp_path: Path) -> None:
     home = tmp_path / "user-home"

@@ -111,6 +111,8 @@ def counts(path: str, qualification: str) -> Dict[str, int]:
         conn.close()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_kill_9_during_100k_grant_leaves_all_rows_or_none_then_completes(tmp_path: Path) -> None:
     path = str(tmp_path / "database.db")
     journal = Path(path + "-journal")
@@ -147,6 +149,7 @@ def test_kill_9_during_100k_grant_leaves_all_rows_or_none_then_completes(tmp_pat
     assert took < 60, f"a {BIG:,}-worker grant took {took:.0f} s"
 
 
+@pytest.mark.subprocess
 def test_four_processes_granting_at_once_lose_nothing_and_never_crash_on_locks(tmp_path: Path) -> None:
     path = str(tmp_path / "database.db")
     LocalMephistoDB(database_path=path).shutdown()  # our tables: left for the children to race on

@@ -25,6 +25,8 @@ import yaml
 from mephisto_quals.compile.config import QualsConfig
 from mephisto_quals.devtools.mock_crowd import free_port
 
+pytestmark = pytest.mark.subprocess  # every test runs Hydra in a child process
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gated_static_task" / "run_task.py"
 NOT_QUALIFIED = "You are not currently qualified to work on this task..."  # Mephisto's WorkerFailureReasons
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import mephisto_quals
 
 
@@ -24,6 +26,7 @@ def test_every_public_name_resolves() -> None:
     assert missing == []
 
 
+@pytest.mark.subprocess
 def test_importing_the_package_does_not_import_mephisto(tmp_path: Path) -> None:
     code = "import sys, mephisto_quals; print('mephisto' in sys.modules)"
     env = {**os.environ, "HOME": str(tmp_path)}

@@ -13,10 +13,15 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from mephisto_quals.compile import comparators as cmp
 from mephisto_quals.compile.config import CONFIG_PATH, QualsConfig
 from mephisto_quals.compile.durations import parse_duration
-from mephisto_quals.errors import Problem, QualsConfigError
-from mephisto_quals.compile.mturk import build_mturk_requirements, count_problems, is_mturk_provider, is_sandbox_provider
+from mephisto_quals.compile.mturk import (
+    build_mturk_requirements,
+    count_problems,
+    is_mturk_provider,
+    is_sandbox_provider,
+)
 from mephisto_quals.compile.prolific import build_prolific_requirements
 from mephisto_quals.compile.requirements import Requirement, compile_local, failed_name, find_conflicts
+from mephisto_quals.errors import Problem, QualsConfigError
 
 #: Key on a qualification dict that asks the gate to clear a failed onboarding after a delay.
 RETAKE_KEY = "mephisto_quals_retake"

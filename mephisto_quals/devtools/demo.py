@@ -91,10 +91,6 @@ def run_demo(data_dir: Path) -> int:
     mephisto_dir, home = _prepare_dir(data_dir)
     started = time.time()
 
-    from omegaconf import OmegaConf
-    from rich.console import Console
-    from rich.table import Table
-
     from mephisto.abstractions.architects.mock_architect import MockArchitectArgs
     from mephisto.abstractions.databases.local_database import LocalMephistoDB
     from mephisto.abstractions.providers.mock.mock_provider import MockProviderArgs
@@ -103,12 +99,15 @@ def run_demo(data_dir: Path) -> int:
     from mephisto.operations.hydra_config import MephistoConfig
     from mephisto.operations.operator import Operator
     from mephisto.utils.testing import get_mock_requester
+    from omegaconf import OmegaConf
+    from rich.console import Console
+    from rich.table import Table
 
+    from mephisto_quals.compile.plan import gate_requirements
+    from mephisto_quals.devtools.mock_crowd import MockRun, free_port, speed_up_mephisto, stop_operator
     from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS
     from mephisto_quals.integration.gate import check_worker, first_failure
     from mephisto_quals.integration.mixin import ensure_qualifications
-    from mephisto_quals.devtools.mock_crowd import MockRun, free_port, speed_up_mephisto, stop_operator
-    from mephisto_quals.compile.plan import gate_requirements
 
     console = Console(width=None if sys.stdout.isatty() else 150)
     console.print(f"[bold]mephisto-quals demo[/] — data directory: {data_dir.resolve()}")

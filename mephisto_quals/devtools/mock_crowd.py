@@ -40,7 +40,7 @@ def speed_up_mephisto() -> None:
     tornado.autoreload.start = lambda *args, **kwargs: None
 
 
-def _cancel_tasks(operator: "Operator") -> None:
+def _cancel_tasks(operator: Operator) -> None:
     """Cancel everything pending on the Operator's loop and let the cancellations land."""
     import asyncio
 
@@ -58,7 +58,7 @@ async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-def stop_operator(operator: "Operator") -> None:
+def stop_operator(operator: Operator) -> None:
     """Stop every run of ``operator`` now (about a second), without waiting for in-flight work.
 
     Mephisto 1.1.1 offers no safe fast path: ``Operator.shutdown`` waits 30 s at a time for
@@ -139,11 +139,11 @@ def _record_answers(server: Any) -> Dict[str, Dict[str, Any]]:
 class MockRun:
     """One launched task run on the mock architect, and its mock workers."""
 
-    def __init__(self, operator: "Operator", task_run_id: str, timeout: float = 15.0):
+    def __init__(self, operator: Operator, task_run_id: str, timeout: float = 15.0):
         self.operator = operator
         self.task_run_id = task_run_id
         self.timeout = timeout
-        self.live_run: "LiveTaskRun" = operator.get_running_task_runs()[task_run_id]
+        self.live_run: LiveTaskRun = operator.get_running_task_runs()[task_run_id]
         self.server = self.live_run.architect.server  # type: ignore[attr-defined]
         self._answers: Dict[str, Dict[str, Any]] = _record_answers(self.server)
         self._wait_ready()

@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO
 
-from mephisto_quals.errors import QualsError
 from mephisto_quals.devtools.mock_crowd import stop_operator as stop  # noqa: F401  (public: pilot.stop)
+from mephisto_quals.errors import QualsError
 
 if TYPE_CHECKING:
     from mephisto.operations.operator import Operator
@@ -521,7 +521,7 @@ def print_urls(base: str, workers: Sequence[PilotWorker], out: TextIO = sys.stdo
     return urls
 
 
-def wait_for_launch(operator: "Operator", task_run_id: str, timeout: float = 5.0) -> bool:
+def wait_for_launch(operator: Operator, task_run_id: str, timeout: float = 5.0) -> bool:
     """Run the event loop until the run's units are launched (so their log lines come first)."""
     live_run = operator.get_running_task_runs().get(task_run_id)
     if live_run is None:
@@ -530,7 +530,7 @@ def wait_for_launch(operator: "Operator", task_run_id: str, timeout: float = 5.0
     return operator._run_loop_until(lambda: bool(getattr(launcher, "finished_generators", False)), timeout)
 
 
-def serve_until_interrupted(operator: "Operator", out: TextIO = sys.stdout, poll: float = 1.0) -> None:
+def serve_until_interrupted(operator: Operator, out: TextIO = sys.stdout, poll: float = 1.0) -> None:
     """Keep the run serving until its units are done or Ctrl-C (or SIGTERM); then stop it fast.
 
     Mephisto's own ``wait_for_runs_then_shutdown`` waits 30 s at a time for in-flight
