@@ -59,9 +59,11 @@ class Session:
         self._depth = 0
 
     @classmethod
-    def open(cls, db: DatabaseLike, *, readonly: bool = False, timeout: float = BUSY_TIMEOUT) -> "Session":
+    def open(cls, db: DatabaseLike, *, readonly: bool = False, timeout: float = BUSY_TIMEOUT,
+             upgradable: bool = False) -> "Session":
         """Open the database behind ``db``; raises :class:`DatabaseError` naming the path if it is
-        missing or not a Mephisto database."""
+        missing or not a Mephisto database. ``upgradable`` lets a read-only session open a
+        database whose tables of ours are older (to report their version)."""
         path = database_path(db)
         if not os.path.isfile(path):
             raise DatabaseError(f"no Mephisto database at {path} (give the path of a Mephisto database.db)")
@@ -82,15 +84,15 @@ class Session:
             raise DatabaseError(f"{path} is not a Mephisto database (no {', '.join(missing)} table)")
         session = cls(conn, path, readonly)
         try:
-            session._prepare()
+            session._prepare(upgradable)
         except BaseException:
             conn.close()
             raise
         return session
 
-    def _prepare(self) -> None:
+    def _prepare(self, upgradable: bool = False) -> None:
         version = schema.schema_version(self.conn)
-        if version == schema.SCHEMA_VERSION:
+        if version == schema.SCHEMA_VERSION or (self.readonly and upgradable):
             return
         if self.readonly:
             if version is None:
