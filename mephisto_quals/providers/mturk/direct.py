@@ -17,10 +17,9 @@ from mephisto_quals.admin import grants as grants_api
 from mephisto_quals.admin.grants import BulkReport, WorkerOutcome
 from mephisto_quals.compile.requirements import check_name
 from mephisto_quals.providers.mturk.client import (
-    MTurkCalls,
     Retry,
+    calls_for_requester,
     check_live,
-    client_for_requester,
     find_qualification_type,
     find_requester,
     mturk_qualification_name,
@@ -73,7 +72,7 @@ def _direct(
     refused = {o.worker for o in preflight.outcomes if o.status == "failed"}
     report.outcomes += [o for o in preflight.outcomes if o.status == "failed"]
     targets = [w for w in given if w not in refused]  # in the caller's order
-    calls = MTurkCalls(client_for_requester(info, live_ok, client), retry or Retry())
+    calls = calls_for_requester(info, live_ok, client, retry)
     mturk_name = mturk_qualification_name(qualification, info.sandbox)
     qtype = find_qualification_type(calls, mturk_name)
     report.qualification_type_id = qtype["QualificationTypeId"] if qtype else None

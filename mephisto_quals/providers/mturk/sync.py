@@ -52,8 +52,8 @@ from mephisto_quals.providers.mturk.client import (
     MTurkError,
     RequesterInfo,
     Retry,
+    calls_for_requester,
     check_live,
-    client_for_requester,
     find_qualification_type,
     find_requester,
     is_mturk_worker_id,
@@ -211,11 +211,20 @@ def plan_sync(
     Raises :class:`~mephisto_quals.admin.grants.UnknownQualificationError` for an unknown local
     qualification and refuses a live requester unless ``live_ok``.
     """
+    return _plan_now(db, qualification, requester, live_ok, client, retry, revoke, now)[2]
+
+
+def _plan_now(
+    db: Any, qualification: str, requester: str, live_ok: bool, client: Any, retry: Optional[Retry], revoke: bool,
+    now: Optional[float],
+) -> Tuple[RequesterInfo, MTurkCalls, SyncPlan]:
+    """The requester, its MTurk calls and a fresh plan (the local side is read first: a typo fails before
+    any AWS set-up)."""
     info = find_requester(db, requester)
     check_live(info, live_ok)
-    local = _local_holders(db, qualification, info.provider_type, now)  # a typo fails before any AWS set-up
-    calls = MTurkCalls(client_for_requester(info, live_ok, client), retry or Retry())
-    return _plan(db, info, calls, qualification, revoke, local)
+    local = _local_holders(db, qualification, info.provider_type, now)
+    calls = calls_for_requester(info, live_ok, client, retry)
+    return info, calls, _plan(db, info, calls, qualification, revoke, local)
 
 
 def _plan(
@@ -305,15 +314,11 @@ def apply_sync(
         if info.provider_type != plan.provider_type:
             raise MTurkError(f"the plan is for a {plan.provider_type} requester, "
                              f"'{plan.requester}' is {info.provider_type}")
-        calls = MTurkCalls(client_for_requester(info, live_ok, client), retry or Retry())
+        calls = calls_for_requester(info, live_ok, client, retry)
     else:
         if requester is None:
             raise ValueError("name the requester to sync a qualification with (requester=...)")
-        info = find_requester(db, requester)
-        check_live(info, live_ok)
-        local = _local_holders(db, plan_or_qualification, info.provider_type, now)
-        calls = MTurkCalls(client_for_requester(info, live_ok, client), retry or Retry())
-        plan = _plan(db, info, calls, plan_or_qualification, revoke, local)
+        info, calls, plan = _plan_now(db, plan_or_qualification, requester, live_ok, client, retry, revoke, now)
     report = SyncReport("sync", plan.qualification, dry_run, plan=plan,
                         qualification_type_id=plan.qualification_type_id)
     report.outcomes += [WorkerOutcome(w, "failed", error=why) for w, why in sorted(plan.skipped.items())]
