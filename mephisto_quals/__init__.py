@@ -41,9 +41,9 @@ _EXPORTS: Dict[str, str] = {
     "decide": "mephisto_quals.providers.mturk.requests",
     "list_requests": "mephisto_quals.providers.mturk.requests",
     "apply_sync": "mephisto_quals.providers.mturk.sync",
-    "grant_on_mturk": "mephisto_quals.providers.mturk.sync",
+    "grant_on_mturk": "mephisto_quals.providers.mturk.direct",
     "plan_sync": "mephisto_quals.providers.mturk.sync",
-    "revoke_on_mturk": "mephisto_quals.providers.mturk.sync",
+    "revoke_on_mturk": "mephisto_quals.providers.mturk.direct",
     "ensure_types": "mephisto_quals.providers.mturk.types",
     "load_types": "mephisto_quals.providers.mturk.types",
     "QualsPlan": "mephisto_quals.compile.plan",
@@ -117,7 +117,8 @@ if TYPE_CHECKING:
     from mephisto_quals.integration.mixin import QualsRequired, ensure_qualifications
     from mephisto_quals.compile.mturk import SYSTEM_QUALS
     from mephisto_quals.providers.mturk.requests import decide, list_requests
-    from mephisto_quals.providers.mturk.sync import apply_sync, grant_on_mturk, plan_sync, revoke_on_mturk
+    from mephisto_quals.providers.mturk.direct import grant_on_mturk, revoke_on_mturk
+    from mephisto_quals.providers.mturk.sync import apply_sync, plan_sync
     from mephisto_quals.providers.mturk.types import ensure_types, load_types
     from mephisto_quals.compile.plan import QualsPlan, plan_for_run, plan_from_quals
     from mephisto_quals.providers.prolific.lists import prolific_requirements

@@ -42,6 +42,8 @@ __all__ = [
     "check_live",
     "client_for",
     "client_for_requester",
+    "calls_for_requester",
+    "as_calls",
     "client_is_sandbox",
     "mturk_qualification_name",
     "mturk_worker_id",
@@ -283,9 +285,17 @@ class MTurkCalls:
 
 
 def as_calls(client_or_calls: Union[Any, MTurkCalls], retry: Optional[Retry] = None) -> MTurkCalls:
+    """``client_or_calls`` as :class:`MTurkCalls` (a boto3 client is wrapped with backoff ``retry``)."""
     if isinstance(client_or_calls, MTurkCalls):
         return client_or_calls
     return MTurkCalls(client_or_calls, retry or Retry())
+
+
+def calls_for_requester(
+    info: RequesterInfo, live_ok: bool = False, client: Any = None, retry: Optional[Retry] = None
+) -> MTurkCalls:
+    """:func:`client_for_requester` wrapped in :class:`MTurkCalls` (backoff ``retry``, counted calls)."""
+    return MTurkCalls(client_for_requester(info, live_ok, client), retry or Retry())
 
 
 def pages(calls: MTurkCalls, operation: str, key: str, **params: Any) -> Iterator[Dict[str, Any]]:

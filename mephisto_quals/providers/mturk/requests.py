@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from mephisto_quals.errors import QualsError
 from mephisto_quals.admin.grants import OutcomeCounts
+from mephisto_quals.errors import QualsError
 from mephisto_quals.providers.mturk.types import looks_like_type_id
 
 __all__ = [
@@ -96,20 +96,11 @@ def _resolve_types(calls: Any, types: Iterable[str], sandbox: bool) -> Dict[str,
 
 
 def _pages(calls: Any, type_id: Optional[str]) -> Iterable[Dict[str, Any]]:
-    from mephisto_quals.providers.mturk.client import MAX_RESULTS
+    """Every pending request for ``type_id`` (or for all of the caller's types), all pages."""
+    from mephisto_quals.providers.mturk.client import pages
 
-    kwargs: Dict[str, Any] = {"MaxResults": MAX_RESULTS}
-    if type_id is not None:
-        kwargs["QualificationTypeId"] = type_id
-    seen = set()
-    while True:
-        response = calls.read("list_qualification_requests", **kwargs)
-        yield from response.get("QualificationRequests") or []
-        token = response.get("NextToken")
-        if not token or token in seen:
-            return
-        seen.add(token)
-        kwargs["NextToken"] = token
+    params: Dict[str, Any] = {} if type_id is None else {"QualificationTypeId": type_id}
+    return pages(calls, "list_qualification_requests", "QualificationRequests", **params)
 
 
 def list_requests(
@@ -135,8 +126,8 @@ def list_requests(
         for type_id in dict.fromkeys(r["QualificationTypeId"] for r in raw):
             names.update(_resolve_types(calls, [type_id], sandbox))
     return [
-        QualRequest(r["QualificationRequestId"], r["QualificationTypeId"], names[r["QualificationTypeId"]], r["WorkerId"],
-                    sandbox, r.get("SubmitTime"), r.get("Answer"))
+        QualRequest(r["QualificationRequestId"], r["QualificationTypeId"], names[r["QualificationTypeId"]],
+                    r["WorkerId"], sandbox, r.get("SubmitTime"), r.get("Answer"))
         for r in raw
     ]
 
@@ -317,8 +308,8 @@ def decide(
     now = time.time() if now is None else now
     plan, unknown = plan_decisions(db, requests, rule, decisions, now)
     report = DecisionReport(dry_run)
-    for d in unknown:
-        report.outcomes.append(DecisionOutcome(d.request_id, "", "", "failed", why=d.why,
+    for miss in unknown:
+        report.outcomes.append(DecisionOutcome(miss.request_id, "", "", "failed", why=miss.why,
                                                error="no pending request with this id for these types"))
     for r in requests:
         d = plan.get(r.request_id)

@@ -34,42 +34,36 @@ An error MTurk gives for one worker (RequestError: unknown or invalid worker, ..
 reported for that worker at the end and the others go on; anything else (no network, a
 crash) stops the apply, and the next apply resumes.
 
-**Direct grants.** :func:`grant_on_mturk` / :func:`revoke_on_mturk` grant on MTurk to
-workers Mephisto may never have seen and record the successful ones locally through
-:func:`mephisto_quals.admin.grants.set_values` / :func:`~mephisto_quals.admin.grants.revoke` (source
-``mturk``), creating the Mephisto worker record, so the grant is bookkept and gates the
-worker when they first arrive.
+**Direct grants** and revokes grants and revokes on MTurk (:func:`grant_on_mturk`, :func:`revoke_on_mturk`) are in
+:mod:`mephisto_quals.providers.mturk.direct`; this module re-exports them.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from mephisto_quals.admin import grants as grants_api
 from mephisto_quals.admin.grants import BulkReport, WorkerOutcome
+from mephisto_quals.admin.queries import holders
 from mephisto_quals.providers.mturk.client import (
     MTurkCalls,
     MTurkError,
     RequesterInfo,
     Retry,
-    pages,
+    calls_for_requester,
     check_live,
-    client_for_requester,
-    error_text,
     find_qualification_type,
     find_requester,
     is_mturk_worker_id,
-    is_retryable,
     mturk_qualification_name,
     mturk_worker_id,
+    pages,
 )
-from mephisto_quals.admin.queries import holders
-from mephisto_quals.compile.requirements import check_name
-from mephisto_quals.store import Session, chunks
+from mephisto_quals.providers.mturk.direct import MTurkReport, grant_on_mturk, revoke_on_mturk
+from mephisto_quals.providers.mturk.writes import create_type, mapping_warning, record_mapping, send
+from mephisto_quals.store import Session
 from mephisto_quals.store import journal as journal_store
 from mephisto_quals.store.audit import os_user
 
@@ -89,9 +83,6 @@ Progress = Optional[Callable[[int], None]]
 
 #: The journal's item for the creation of the qualification type (worker ids start with A).
 _CREATE_ITEM = "*create-type*"
-#: Successful direct grants are recorded locally this many at a time (a crash loses at most one batch's bookkeeping).
-LOCAL_BATCH = 100
-_EXISTS_MESSAGE = "You have already created a QualificationType with this name."
 
 
 # --- plan ----------------------------------------------------------------------------------------
@@ -159,8 +150,9 @@ class SyncPlan:
 
     def summary(self) -> str:
         side = "sandbox" if self.sandbox else "LIVE"
+        found = self.qualification_type_id
         kind = f"qualification type '{self.mturk_name}' " + (
-            self.qualification_type_id if not self.type_missing
+            found if found is not None
             else "missing on MTurk" + (": apply creates it" if self.create_type else ""))
         lines = [
             f"sync '{self.qualification}' to {side} MTurk requester '{self.requester}' ({kind})",
@@ -175,7 +167,9 @@ class SyncPlan:
         return "\n".join(lines)
 
 
-def _local_holders(db: Any, qualification: str, provider_type: str, now: Optional[float]) -> Tuple[Dict[str, int], Dict[str, str]]:
+def _local_holders(
+    db: Any, qualification: str, provider_type: str, now: Optional[float]
+) -> Tuple[Dict[str, int], Dict[str, str]]:
     """MTurk worker id -> value of the live local grants of the provider's workers; the unsyncable apart."""
     values: Dict[str, int] = {}
     skipped: Dict[str, str] = {}
@@ -200,35 +194,6 @@ def _mturk_holders(calls: MTurkCalls, type_id: str) -> Dict[str, Optional[int]]:
     }
 
 
-def _mapping_warning(db: Any, info: RequesterInfo, mturk_name: str, type_id: Optional[str]) -> Optional[str]:
-    """Mephisto's own MTurk datastore maps qualification names to type ids; say if it disagrees."""
-    mapping = _mapping(db, info, mturk_name)
-    if mapping is None or type_id is None or mapping["mturk_qualification_id"] == type_id:
-        return None
-    return (f"Mephisto's MTurk datastore maps '{mturk_name}' to {mapping['mturk_qualification_id']} "
-            f"(requester {mapping['requester_id']}), not {type_id}: Mephisto's own Worker.grant_qualification "
-            "grants that other type")
-
-
-def _mapping(db: Any, info: RequesterInfo, mturk_name: str) -> Optional[Any]:
-    if not hasattr(db, "get_datastore_for_provider"):
-        return None
-    try:
-        return db.get_datastore_for_provider(info.provider_type).get_qualification_mapping(mturk_name)
-    except Exception:  # the datastore is a convenience; never fail a sync on it
-        return None
-
-
-def _record_mapping(db: Any, info: RequesterInfo, mturk_name: str, type_id: str) -> None:
-    """Tell Mephisto's MTurk datastore which type we use, so its own grants go to the same one."""
-    if not hasattr(db, "get_datastore_for_provider") or _mapping(db, info, mturk_name) is not None:
-        return
-    try:
-        db.get_datastore_for_provider(info.provider_type).create_qualification_mapping(
-            mturk_name, str(info.requester_id), mturk_name, type_id)
-    except Exception:
-        pass
-
 
 def plan_sync(
     db: Any,
@@ -246,11 +211,20 @@ def plan_sync(
     Raises :class:`~mephisto_quals.admin.grants.UnknownQualificationError` for an unknown local
     qualification and refuses a live requester unless ``live_ok``.
     """
+    return _plan_now(db, qualification, requester, live_ok, client, retry, revoke, now)[2]
+
+
+def _plan_now(
+    db: Any, qualification: str, requester: str, live_ok: bool, client: Any, retry: Optional[Retry], revoke: bool,
+    now: Optional[float],
+) -> Tuple[RequesterInfo, MTurkCalls, SyncPlan]:
+    """The requester, its MTurk calls and a fresh plan (the local side is read first: a typo fails before
+    any AWS set-up)."""
     info = find_requester(db, requester)
     check_live(info, live_ok)
-    local = _local_holders(db, qualification, info.provider_type, now)  # a typo fails before any AWS set-up
-    calls = MTurkCalls(client_for_requester(info, live_ok, client), retry or Retry())
-    return _plan(db, info, calls, qualification, revoke, local)
+    local = _local_holders(db, qualification, info.provider_type, now)
+    calls = calls_for_requester(info, live_ok, client, retry)
+    return info, calls, _plan(db, info, calls, qualification, revoke, local)
 
 
 def _plan(
@@ -265,8 +239,9 @@ def _plan(
     plan = SyncPlan(qualification, info.name, info.requester_id, info.provider_type, mturk_name, type_id,
                     local_holders=len(local) + len(skipped), mturk_holders=len(remote), skipped=skipped)
     if qtype and qtype.get("QualificationTypeStatus") != "Active":
-        plan.warnings.append(f"MTurk qualification type {type_id} is {qtype.get('QualificationTypeStatus')}, not Active")
-    warning = _mapping_warning(db, info, mturk_name, type_id)
+        status = qtype.get("QualificationTypeStatus")
+        plan.warnings.append(f"MTurk qualification type {type_id} is {status}, not Active")
+    warning = mapping_warning(db, info, mturk_name, type_id)
     if warning:
         plan.warnings.append(warning)
     for worker in sorted(local):
@@ -314,56 +289,6 @@ def _log(session: Session, plan: SyncPlan, item: str, action: str, value: Option
                           time.time(), os_user())
 
 
-def _create_type(calls: MTurkCalls, name: str) -> str:
-    """CreateQualificationType (Active, not auto-granted); a type made meanwhile is found instead."""
-    from botocore.exceptions import ClientError
-
-    try:
-        response = calls.write(
-            "create_qualification_type", Name=name, Description=f"Equivalent qualification for {name}.",
-            QualificationTypeStatus="Active", AutoGranted=False,
-        )
-        return response["QualificationType"]["QualificationTypeId"]
-    except ClientError as e:
-        if not (e.response.get("Error", {}).get("Message") or "").startswith(_EXISTS_MESSAGE):
-            raise
-    found = find_qualification_type(calls, name)
-    if found is None:
-        raise MTurkError(f"MTurk says qualification type '{name}' exists but does not list it")
-    return found["QualificationTypeId"]
-
-
-def _held_on_mturk(calls: MTurkCalls, type_id: str, worker: str) -> Optional[bool]:
-    """Whether MTurk still has the grant (None: could not tell), after a revoke MTurk refused."""
-    from botocore.exceptions import ClientError
-
-    try:
-        response = calls.read("get_qualification_score", QualificationTypeId=type_id, WorkerId=worker)
-    except ClientError as e:
-        return None if is_retryable(e) else False
-    return (response.get("Qualification") or {}).get("Status") == "Granted"
-
-
-def _send(calls: MTurkCalls, type_id: str, worker: str, value: Optional[int], reason: Optional[str]) -> Tuple[str, Optional[str]]:
-    """One grant (value given) or revoke (None) on MTurk: (status, error)."""
-    from botocore.exceptions import ClientError
-
-    try:
-        if value is not None:
-            calls.write("associate_qualification_with_worker", QualificationTypeId=type_id, WorkerId=worker,
-                        IntegerValue=value, SendNotification=False)
-            return "ok", None
-        params = {"QualificationTypeId": type_id, "WorkerId": worker}
-        if reason:
-            params["Reason"] = reason
-        calls.write("disassociate_qualification_from_worker", **params)
-        return "ok", None
-    except ClientError as e:
-        if value is None and not is_retryable(e) and _held_on_mturk(calls, type_id, worker) is False:
-            return "not held", None
-        return "failed", f"MTurk {error_text(e)}"
-
-
 def apply_sync(
     db: Any,
     plan_or_qualification: Union[SyncPlan, str],
@@ -387,17 +312,15 @@ def apply_sync(
         plan = plan_or_qualification
         info = find_requester(db, plan.requester)
         if info.provider_type != plan.provider_type:
-            raise MTurkError(f"the plan is for a {plan.provider_type} requester, '{plan.requester}' is {info.provider_type}")
-        calls = MTurkCalls(client_for_requester(info, live_ok, client), retry or Retry())
+            raise MTurkError(f"the plan is for a {plan.provider_type} requester, "
+                             f"'{plan.requester}' is {info.provider_type}")
+        calls = calls_for_requester(info, live_ok, client, retry)
     else:
         if requester is None:
             raise ValueError("name the requester to sync a qualification with (requester=...)")
-        info = find_requester(db, requester)
-        check_live(info, live_ok)
-        local = _local_holders(db, plan_or_qualification, info.provider_type, now)
-        calls = MTurkCalls(client_for_requester(info, live_ok, client), retry or Retry())
-        plan = _plan(db, info, calls, plan_or_qualification, revoke, local)
-    report = SyncReport("sync", plan.qualification, dry_run, plan=plan, qualification_type_id=plan.qualification_type_id)
+        info, calls, plan = _plan_now(db, plan_or_qualification, requester, live_ok, client, retry, revoke, now)
+    report = SyncReport("sync", plan.qualification, dry_run, plan=plan,
+                        qualification_type_id=plan.qualification_type_id)
     report.outcomes += [WorkerOutcome(w, "failed", error=why) for w, why in sorted(plan.skipped.items())]
     statuses = {"grant": "granted", "change": "updated", "revoke": "revoked"}
     if dry_run:
@@ -413,25 +336,28 @@ def apply_sync(
             if _CREATE_ITEM in done:
                 type_id = done[_CREATE_ITEM]
             else:
-                type_id = _create_type(calls, plan.mturk_name)
+                type_id = create_type(calls, plan.mturk_name)
                 _log(session, plan, _CREATE_ITEM, "create-type", None, type_id)
                 report.created_type = True
             # The plan stays as planned (its write_calls still counts the creation); a re-apply
             # of it finds the created type in the journal.
             report.qualification_type_id = type_id
         if type_id is not None:
-            _record_mapping(db, info, plan.mturk_name, type_id)
+            record_mapping(db, info, plan.mturk_name, type_id)
         for item in plan.items:
             assert type_id is not None  # found, or created above
             if item.worker in done:
-                report.outcomes.append(WorkerOutcome(item.worker, "already applied", old_value=item.old_value, new_value=item.value))
+                report.outcomes.append(WorkerOutcome(item.worker, "already applied", old_value=item.old_value,
+                                                     new_value=item.value))
             else:
-                status, error = _send(calls, type_id, item.worker, item.value, reason)
+                status, error = send(calls, type_id, item.worker, item.value, reason)
                 if status == "failed":
-                    report.outcomes.append(WorkerOutcome(item.worker, "failed", old_value=item.old_value, new_value=item.value, error=error))
+                    report.outcomes.append(WorkerOutcome(item.worker, "failed", old_value=item.old_value,
+                                                         new_value=item.value, error=error))
                 else:
                     _log(session, plan, item.worker, item.action, item.value, type_id)
-                    report.outcomes.append(WorkerOutcome(item.worker, statuses[item.action] if status == "ok" else status,
+                    done_status = statuses[item.action] if status == "ok" else status
+                    report.outcomes.append(WorkerOutcome(item.worker, done_status,
                                                          old_value=item.old_value, new_value=item.value))
             if progress:
                 progress(1)
@@ -439,135 +365,3 @@ def apply_sync(
         session.close()
         report.read_calls, report.write_calls, report.retries = calls.reads, calls.writes, calls.retries
     return report
-
-
-# --- direct grants on MTurk, bookkept locally ----------------------------------------------------
-
-@dataclass
-class MTurkReport(BulkReport):
-    """A direct grant / revoke: MTurk failures per worker, then the local outcomes of the successful ones."""
-
-    requester: str = ""
-    provider_type: str = ""
-    qualification_type_id: Optional[str] = None
-    created_type: bool = False
-    read_calls: int = 0
-    write_calls: int = 0
-    retries: int = 0
-
-    def summary(self) -> str:
-        side = "sandbox" if self.provider_type == "mturk_sandbox" else "LIVE"
-        created = f"; created qualification type {self.qualification_type_id}" if self.created_type else ""
-        return (f"{super().summary()} on {side} MTurk requester '{self.requester}'"
-                f" ({self.write_calls} write calls, {self.retries} retries){created}")
-
-
-def _direct(
-    db: Any, qualification: str, worker_ids: Iterable[Union[str, int]], value: Optional[int], requester: str,
-    live_ok: bool, client: Any, reason: Optional[str], dry_run: bool, retry: Optional[Retry],
-    local: Callable[[List[str], bool], BulkReport],
-) -> MTurkReport:
-    problems = check_name(qualification, "qualification")
-    if problems:
-        raise ValueError(str(problems[0]))
-    info = find_requester(db, requester)
-    check_live(info, live_ok)
-    action = "grant" if value is not None else "revoke"
-    report = MTurkReport(action, qualification, dry_run, requester=info.name, provider_type=info.provider_type)
-    # The local side first, as a dry run: refuses bad ids, values, expiry, an unknown qualification
-    # (revoke) before anything is sent to MTurk.
-    given = list(dict.fromkeys(str(w).strip() for w in worker_ids))
-    preflight = local(given, True)
-    refused = {o.worker for o in preflight.outcomes if o.status == "failed"}
-    report.outcomes += [o for o in preflight.outcomes if o.status == "failed"]
-    targets = [w for w in given if w not in refused]  # in the caller's order
-    calls = MTurkCalls(client_for_requester(info, live_ok, client), retry or Retry())
-    mturk_name = mturk_qualification_name(qualification, info.sandbox)
-    qtype = find_qualification_type(calls, mturk_name)
-    report.qualification_type_id = qtype["QualificationTypeId"] if qtype else None
-    if dry_run:
-        report.outcomes += [o for o in preflight.outcomes if o.worker not in refused]
-        report.read_calls = calls.reads
-        return report
-    type_id = report.qualification_type_id
-    if type_id is None and value is not None and targets:
-        type_id = report.qualification_type_id = _create_type(calls, mturk_name)
-        report.created_type = True
-    if type_id is not None:
-        _record_mapping(db, info, mturk_name, type_id)
-    try:
-        for part in chunks(targets, LOCAL_BATCH):
-            succeeded: List[str] = []
-            for given in part:
-                if type_id is None:  # revoke, and MTurk has no such type: nobody holds it there
-                    succeeded.append(given)
-                    continue
-                status, error = _send(calls, type_id, mturk_worker_id(given), value, reason)
-                if status == "failed":
-                    report.outcomes.append(WorkerOutcome(given, "failed", error=error))
-                else:
-                    succeeded.append(given)
-            if succeeded:
-                report.outcomes += local(succeeded, False).outcomes
-    finally:
-        report.read_calls, report.write_calls, report.retries = calls.reads, calls.writes, calls.retries
-    return report
-
-
-def grant_on_mturk(
-    db: Any,
-    qualification: str,
-    worker_ids: Iterable[Union[str, int]],
-    value: int = 1,
-    *,
-    requester: str,
-    live_ok: bool = False,
-    client: Any = None,
-    reason: Optional[str] = None,
-    dry_run: bool = False,
-    expires_in: Any = None,
-    expires_at: Any = None,
-    retry: Optional[Retry] = None,
-) -> MTurkReport:
-    """Grant ``qualification`` on MTurk (AssociateQualificationWithWorker, no notification) to MTurk
-    worker ids, creating the MTurk type if missing, then record the successful grants locally
-    (``set_values(..., provider="mturk"/"mturk_sandbox", create=True, source="mturk")``).
-
-    Workers Mephisto never saw get a worker record, so the grant gates them when they arrive.
-    ``expires_in`` / ``expires_at`` apply locally; the next sync revokes an expired grant on MTurk.
-    """
-    grants_api.check_value(value)
-
-    def local(workers: List[str], preflight: bool) -> BulkReport:
-        return grants_api.set_values(db, qualification, {w: value for w in workers}, provider=provider, reason=reason,
-                                  expires_in=expires_in, expires_at=expires_at, source="mturk", create=True,
-                                  dry_run=preflight)
-
-    provider = find_requester(db, requester).provider_type
-    return _direct(db, qualification, worker_ids, value, requester, live_ok, client, reason, dry_run, retry, local)
-
-
-def revoke_on_mturk(
-    db: Any,
-    qualification: str,
-    worker_ids: Iterable[Union[str, int]],
-    *,
-    requester: str,
-    live_ok: bool = False,
-    client: Any = None,
-    reason: Optional[str] = None,
-    dry_run: bool = False,
-    retry: Optional[Retry] = None,
-) -> MTurkReport:
-    """Revoke ``qualification`` on MTurk (DisassociateQualificationFromWorker) and locally for
-    the workers MTurk revoked (or confirms it does not hold: GetQualificationScore after a refusal).
-
-    Raises :class:`~mephisto_quals.admin.grants.UnknownQualificationError` for an unknown local qualification.
-    """
-
-    def local(workers: List[str], preflight: bool) -> BulkReport:
-        return grants_api.revoke(db, qualification, workers, provider=provider, reason=reason, source="mturk",
-                              dry_run=preflight)
-
-    provider = find_requester(db, requester).provider_type
-    return _direct(db, qualification, worker_ids, None, requester, live_ok, client, reason, dry_run, retry, local)

@@ -112,7 +112,8 @@ def prolific_lists(
         if blocked:
             out.requirements.append({"name": BLACKLIST, "black_list": sorted(blocked)})
         else:
-            out.warnings.append(f"no Prolific participant holds {', '.join(map(repr, blocklists))}: no black list needed")
+            held = ", ".join(map(repr, blocklists))
+            out.warnings.append(f"no Prolific participant holds {held}: no black list needed")
     for qualification, n in out.other_providers.items():
         out.warnings.append(f"{qualification}: {n} holder(s) are not Prolific participants and are left out")
     _validate(out.requirements)
