@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-from conftest import grant, worker
 from mephisto.abstractions.blueprint import AgentState
 from mephisto.data_model.agent import Agent
 from mephisto.operations.datatypes import WorkerFailureReasons
 
 import mephisto_quals
+from conftest import grant, worker
 from mephisto_quals.admin import grants, review
 from mephisto_quals.admin.queries import holders
 from mephisto_quals.admin.review import (
@@ -285,7 +285,7 @@ def test_a_failure_inside_apply_leaves_nothing_applied_and_a_retry_counts_once(d
 
 # Plans the review of one run, then applies it with the grants call hooked:
 #   race: the two children start the apply together (a barrier of files), and each makes its
-#         first grants call only once the other has got that far too, or 3 s passed;
+#         first grants call only once the other has got that far too, or 2 s passed;
 #   hang: after the first grants call has made its rows, announce it and hang (to be killed).
 APPLY_CHILD = r"""
 import json, sys, time
@@ -305,7 +305,7 @@ def meet(name, timeout):
 
 def hooked(*args, **kwargs):
     if mode == "race":
-        meet("writing", 3.0)
+        meet("writing", 2.0)
         return real(*args, **kwargs)
     report = real(*args, **kwargs)
     print("granted", flush=True)
@@ -345,7 +345,7 @@ def test_two_processes_applying_reviews_of_different_runs_at_once_both_count(db,
 
     procs = [start_apply(db, run.task_run_id, SCORE_RULES, tmp_path, k, "race") for run, k in ((first, "a"), (second, "b"))]
     results = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err
     done = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
     spans = [d["span"] for d in done]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from mephisto_quals.admin import grants
 from mephisto_quals.admin.reports import BulkReport, WorkerOutcome
@@ -39,7 +39,7 @@ class _Call:
     qualification: str
     changes: List[ReviewChange]
     rule_indexes: Tuple[int, ...] = ()
-    value: Optional[int] = None
+    value: int = 1
     expires_in: Any = None
 
 
@@ -47,13 +47,16 @@ def _calls(changes: Sequence[ReviewChange]) -> List[_Call]:
     """One call per score qualification, and per grant/revoke qualification and deciding rule."""
     keyed: Dict[Tuple[Any, ...], _Call] = {}
     for c in changes:
-        key: Tuple[Any, ...] = ("score", c.qualification) if c.action == "score" else (c.action, c.qualification, c.rule)
+        score = c.action == "score"
+        key: Tuple[Any, ...] = ("score", c.qualification) if score else (c.action, c.qualification, c.rule)
         call = keyed.get(key)
         if call is None:
-            call = keyed[key] = _Call(c.action, c.qualification, [], (), c.value, c.expires_in)
+            value = 1 if c.value is None else c.value
+            call = keyed[key] = _Call(c.action, c.qualification, [], (), value, c.expires_in)
         call.changes.append(c)
     for call in keyed.values():
-        call.rule_indexes = tuple(sorted({i for c in call.changes for i in (c.rules if c.action == "score" else (c.rule,))}))
+        deciding = {i for c in call.changes for i in (c.rules if c.action == "score" else (c.rule,))}
+        call.rule_indexes = tuple(sorted(deciding))
     return sorted(keyed.values(), key=lambda g: (g.qualification, g.action, g.rule_indexes))
 
 
@@ -81,10 +84,10 @@ def _make(db: Any, session: Session, call: _Call, reason: str, progress: Progres
         return grants.revoke(db, call.qualification, workers, reason=reason, source=SOURCE, progress=progress,
                              now=now, session=session)
     if call.action == "grant":
-        values = {w: call.value for w in workers}
+        values: Dict[Union[str, int], int] = {w: call.value for w in workers}
         return grants.set_values(db, call.qualification, values, reason=reason, expires_in=call.expires_in,
                                  source=SOURCE, create=True, progress=progress, now=now, session=session)
-    scores = {c.worker_id: c.new_value for c in call.changes}
+    scores: Dict[Union[str, int], int] = {c.worker_id: c.new_value for c in call.changes if c.new_value is not None}
     return grants.set_values(db, call.qualification, scores, reason=reason, source=SOURCE, create=True,
                              progress=progress, now=now, session=session)
 

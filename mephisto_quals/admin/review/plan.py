@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from mephisto_quals.admin.review.rules import REVIEW_STATUSES, ReviewRule, RulesSource, initials, rule_list
@@ -127,10 +127,12 @@ class ReviewPlan:
         lines.append(f"  reviewed: {sum(self.reviewed.values())}" + (f" ({reviewed})" if reviewed else ""))
         if self.skipped:
             waiting = ", ".join(f"{n} {s}" for s, n in sorted(self.skipped_unreviewed.items()))
+            waiting = f": {waiting}" if waiting else ""
             lines.append(f"  skipped: {self.skipped} ({self.skipped_no_agent} without an agent, "
-                         f"{sum(self.skipped_unreviewed.values())} not yet reviewed{': ' + waiting if waiting else ''})")
+                         f"{sum(self.skipped_unreviewed.values())} not yet reviewed{waiting})")
         if self.already_applied:
-            lines.append(f"  already applied earlier: {self.already_applied} unit/qualification pairs (not counted again)")
+            lines.append(f"  already applied earlier: {self.already_applied} unit/qualification pairs "
+                         "(not counted again)")
         by_key: Dict[Tuple[str, str], List[ReviewChange]] = defaultdict(list)
         for change in self.changes:
             by_key[(change.qualification, change.action)].append(change)
@@ -190,13 +192,13 @@ def _resolve(
     matched = tuple(sorted({c.rule for c in contributions}))
     units = tuple(dict.fromkeys(c.unit_id for c in contributions))
     runs = tuple(sorted({c.task_run_id for c in contributions}, key=id_key))
-    common = dict(qualification=qualification, worker_id=worker_id, worker_name=worker_name, old_value=old,
-                  old_expires_at=old_expiry, rules=matched, units=units, run_ids=runs,
-                  contributions=tuple(contributions))
+    base = ReviewChange(rule=matched[0], qualification=qualification, worker_id=worker_id, worker_name=worker_name,
+                        old_value=old, new_value=None, action="revoke", old_expires_at=old_expiry, rules=matched,
+                        units=units, run_ids=runs, contributions=tuple(contributions))
     if by_index[matched[0]].action == "score":
         add = sum(by_index[c.rule].add for c in contributions)
-        base = old if old is not None else initial
-        return ReviewChange(rule=matched[0], new_value=base + add, action="score", add=add, initial=initial, **common), None
+        start = old if old is not None else initial
+        return replace(base, new_value=start + add, action="score", add=add, initial=initial), None
     winner = by_index[matched[-1]]  # file order: the later rule wins
     conflict = None
     losers = tuple(i for i in matched[:-1]
@@ -205,9 +207,10 @@ def _resolve(
     if losers:
         conflict = ReviewConflict(qualification, worker_id, worker_name, winner.index, losers)
     if winner.action == "revoke":
-        return ReviewChange(rule=winner.index, new_value=None, action="revoke", **common), conflict
-    return ReviewChange(rule=winner.index, new_value=winner.value, action="grant", value=winner.value,
-                        expires_in=winner.expires_in, **common), conflict
+        return replace(base, rule=winner.index), conflict
+    return replace(base, rule=winner.index, new_value=winner.value, action="grant", value=winner.value,
+                   expires_in=winner.expires_in), conflict
+
 
 #: (qualification, worker_id) -> the unit/rule matches of that worker for that qualification.
 Matches = Mapping[Tuple[str, int], Sequence[Contribution]]

@@ -95,7 +95,8 @@ def _parse_action(action: str, raw: Any, path: str) -> Tuple[Dict[str, Any], Lis
         if action == "score":
             expected = "give {qualification: NAME, add: N} (and optionally initial: N, reason: TEXT)"
         else:
-            expected = f"give a qualification name or {{qualification: NAME, ...}} with keys {', '.join(_ACTION_KEYS[action])}"
+            keys = ", ".join(_ACTION_KEYS[action])
+            expected = f"give a qualification name or {{qualification: NAME, ...}} with keys {keys}"
         return {}, [Problem(path, raw, expected)]
     problems: List[Problem] = []
     allowed = _ACTION_KEYS[action]
@@ -151,7 +152,8 @@ def _parse_rules(cfg: Any, origin: str) -> List[ReviewRule]:
             problems.append(Problem(str(key), cfg[key], "unknown key; a review rules file has only 'rules'"))
     raw_rules = cfg.get("rules")
     if not isinstance(raw_rules, (list, tuple)) or not raw_rules:
-        problems.append(Problem("rules", raw_rules, "give a non-empty list of rules ({when: ..., grant|revoke|score: ...})"))
+        problems.append(Problem("rules", raw_rules,
+                                "give a non-empty list of rules ({when: ..., grant|revoke|score: ...})"))
         raise QualsConfigError(problems)
     rules: List[ReviewRule] = []
     for i, raw in enumerate(raw_rules):
