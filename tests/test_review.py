@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-from conftest import grant, worker
 from mephisto.abstractions.blueprint import AgentState
 from mephisto.data_model.agent import Agent
 from mephisto.operations.datatypes import WorkerFailureReasons
 
-from mephisto_quals.admin import review
-from mephisto_quals.errors import QualsConfigError
+import mephisto_quals
+from conftest import grant, worker
+from mephisto_quals.admin import grants, review
 from mephisto_quals.admin.queries import holders
 from mephisto_quals.admin.review import (
     APPLIED_TABLE,
-    ReviewInProgressError,
     UnknownRunError,
     apply_review,
     load_rules,
     plan_review,
 )
+from mephisto_quals.errors import QualsConfigError
 
 NOT_QUALIFIED = WorkerFailureReasons.NOT_QUALIFIED
 
@@ -217,57 +223,192 @@ def test_dry_run_reports_exactly_and_writes_nothing(db, launch):
     assert value(db, "alice", "annotator_score") == 1 and value(db, "bob", "spammers") == 1
 
 
-def test_an_interrupted_apply_never_counts_a_unit_twice(db, launch, monkeypatch):
-    run = launch(task_name="crash", num_assignments=2)
-    review_units(db, run, [("alice", "approved"), ("bob", "rejected")])
-    plan = plan_review(db, task_name="crash", rules=SCORE_RULES)
+def test_a_failure_inside_apply_leaves_nothing_applied_and_a_retry_counts_once(db, launch, monkeypatch):
+    grant(db, "carol", "trusted_annotators")
+    run = launch(task_name="crash", num_assignments=3)
+    review_units(db, run, [("alice", "approved"), ("bob", "rejected"), ("carol", "rejected")])
+    plan = plan_review(db, task_name="crash", rules=RULES)
+    assert len({(c.qualification, c.action) for c in plan.changes}) > 2  # several grants calls in one apply
     untouched = snapshot(db)
+    real_set_values, real_revoke = grants.set_values, grants.revoke
 
-    # The grants call fails: nothing is written and the claims are released.
+    # The first grants call fails: nothing is written.
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(review.grants, "set_values", broken)
+    monkeypatch.setattr(grants, "set_values", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         apply_review(db, plan)
     monkeypatch.undo()
-    after_failure = snapshot(db)
-    assert after_failure[APPLIED_TABLE] == [] and after_failure["mephisto_quals_audit"] == untouched["mephisto_quals_audit"]
-    assert plan_review(db, task_name="crash", rules=SCORE_RULES).changes == plan.changes
+    assert snapshot(db) == untouched
 
-    # The process dies after the grant committed but before confirming: the audit proves it.
-    def die(*args, **kwargs):
-        raise KeyboardInterrupt
+    # The process dies after two grants calls made their rows and audit, before the commit:
+    # those rows go with it (and so does the qualification the first call created).
+    calls: List[str] = []
 
-    monkeypatch.setattr(review, "_settle", die)
+    def dies_on_third(real):
+        def call(*args, **kwargs):
+            calls.append(args[1])
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(grants, "set_values", dies_on_third(real_set_values))
+    monkeypatch.setattr(grants, "revoke", dies_on_third(real_revoke))
     with pytest.raises(KeyboardInterrupt):
         apply_review(db, plan)
     monkeypatch.undo()
-    assert value(db, "alice", "annotator_score") == 1 and value(db, "bob", "annotator_score") == -5
-    again = plan_review(db, task_name="crash", rules=SCORE_RULES)
-    assert again.changes == [] and again.already_applied == 2
+    assert calls[:2] == ["annotator_score", "spammers"]
+    after = snapshot(db)
+    assert after == untouched, "a crash inside apply left something behind"
+    assert (len(after["granted_qualifications"]), len(after["mephisto_quals_audit"]), len(after[APPLIED_TABLE])) == (
+        len(untouched["granted_qualifications"]), len(untouched["mephisto_quals_audit"]), 0)
+    assert plan_review(db, task_name="crash", rules=RULES).changes == plan.changes
+
+    # Applying again does the whole job once; a third apply finds nothing to do.
+    reports = apply_review(db, plan)
+    assert all(r.ok for r in reports)
+    assert [value(db, n, "annotator_score") for n in ("alice", "bob", "carol")] == [1, -5, -5]
+    assert value(db, "alice", "trusted_annotators") == 1 and value(db, "carol", "trusted_annotators") is None
+    assert value(db, "bob", "spammers") == value(db, "carol", "spammers") == 1
     assert apply_review(db, plan) == []
-    assert value(db, "alice", "annotator_score") == 1
+    again = plan_review(db, task_name="crash", rules=RULES)
+    assert again.changes == [] and again.already_applied == 8
+    review_rows = [r for r in audit(db) if r[6] == "review"]
+    assert sorted(r[:5] for r in review_rows if r[0] == "annotator_score") == [
+        ("annotator_score", "alice_sandbox", "grant", None, 1), ("annotator_score", "bob_sandbox", "grant", None, -5),
+        ("annotator_score", "carol_sandbox", "grant", None, -5)]
+    assert len(review_rows) == 7  # 3 scores, 2 spammers, alice's grant, carol's revoke (bob held none)
+    assert all("[review" not in r[5] for r in review_rows)  # no tag in the reason: nothing parses it
 
 
-def test_a_claim_in_flight_blocks_and_an_abandoned_one_is_taken_over(db, launch):
-    run = launch(task_name="busy", num_assignments=1)
+# Plans the review of one run, then applies it with the grants call hooked:
+#   race: the two children start the apply together (a barrier of files), and each makes its
+#         first grants call only once the other has got that far too, or 2 s passed;
+#   hang: after the first grants call has made its rows, announce it and hang (to be killed).
+APPLY_CHILD = r"""
+import json, sys, time
+from pathlib import Path
+from mephisto_quals.admin import grants
+from mephisto_quals.admin.review import apply_review, plan_review
+
+path, run_id, rules, folder, k, mode = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), Path(sys.argv[4]), sys.argv[5], sys.argv[6]
+plan = plan_review(path, run_ids=[run_id], rules=rules)
+real = grants.set_values
+
+def meet(name, timeout):
+    (folder / f"{name}.{k}").touch()
+    deadline = time.monotonic() + timeout
+    while not all((folder / f"{name}.{n}").exists() for n in ("a", "b")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+def hooked(*args, **kwargs):
+    if mode == "race":
+        meet("writing", 2.0)
+        return real(*args, **kwargs)
+    report = real(*args, **kwargs)
+    print("granted", flush=True)
+    time.sleep(600)
+    return report
+
+grants.set_values = hooked
+if mode == "race":
+    meet("start", 60.0)
+began = time.time()
+reports = apply_review(path, plan)
+print(json.dumps({"span": [began, time.time()], "counts": [r.counts() for r in reports]}), flush=True)
+"""
+
+
+def start_apply(db, run_id: str, rules: Dict[str, Any], folder: Path, k: str, mode: str) -> subprocess.Popen:
+    """APPLY_CHILD in its own process, on the installed mephisto_quals, with its own HOME."""
+    home = folder / f"home-{k}"
+    home.mkdir(exist_ok=True)
+    env = {key: v for key, v in os.environ.items() if not key.startswith("PYTHON")}
+    env["HOME"] = str(home)
+    preamble = f"import sys; sys.path.insert(0, {str(Path(mephisto_quals.__file__).parents[1])!r})\n"
+    return subprocess.Popen(
+        [sys.executable, "-I", "-c", preamble + APPLY_CHILD, db.db_path, run_id, json.dumps(rules), str(folder), k, mode],
+        env=env, cwd=str(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+@pytest.mark.subprocess
+def test_two_processes_applying_reviews_of_different_runs_at_once_both_count(db, launch, tmp_path):
+    grant(db, "alice", "annotator_score", 5)
+    first = launch(task_name="parallel", num_assignments=1)
+    second = launch(task_name="parallel", num_assignments=1)
+    units = review_units(db, first, [("alice", "approved")])["alice"] + review_units(db, second, [("alice", "approved")])["alice"]
+    for run in (first, second):  # each plan on its own: 5 -> 6
+        assert [(c.old_value, c.new_value) for c in plan_review(db, run_ids=[run.task_run_id], rules=SCORE_RULES).changes] == [(5, 6)]
+
+    procs = [start_apply(db, run.task_run_id, SCORE_RULES, tmp_path, k, "race") for run, k in ((first, "a"), (second, "b"))]
+    results = [p.communicate(timeout=120) for p in procs]
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err
+    done = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
+    spans = [d["span"] for d in done]
+    assert max(a for a, _ in spans) < min(b for _, b in spans), f"the applies did not overlap: {spans}"
+    assert [d["counts"] for d in done] == [[{"updated": 1}], [{"updated": 1}]]
+
+    assert value(db, "alice", "annotator_score") == 7  # both counted: no lost update
+    rows = snapshot(db)[APPLIED_TABLE]
+    assert sorted((r[0], r[1]) for r in rows) == sorted((u, "annotator_score") for u in units)  # each unit once
+    changes = [r for r in audit(db) if r[6] == "review"]
+    assert sorted((r[0], r[1], r[3], r[4]) for r in changes) == [
+        ("annotator_score", "alice_sandbox", 5, 6), ("annotator_score", "alice_sandbox", 6, 7)]
+    assert plan_review(db, task_name="parallel", rules=SCORE_RULES).changes == []
+
+
+@pytest.mark.subprocess
+def test_kill_9_between_the_grants_and_the_commit_leaves_nothing_then_a_rerun_finishes(db, launch, tmp_path):
+    run = launch(task_name="killed", num_assignments=2)
+    review_units(db, run, [("alice", "approved"), ("bob", "rejected")])
+    plan = plan_review(db, task_name="killed", rules=RULES)
+    untouched = snapshot(db)
+
+    proc = start_apply(db, run.task_run_id, RULES, tmp_path, "a", "hang")
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line.strip() == "granted", proc.stderr.read() if proc.poll() is not None else line  # type: ignore[union-attr]
+        # The first grants call made its rows inside the apply's transaction, still open: the journal is hot.
+        assert Path(db.db_path + "-journal").exists()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert snapshot(db) == untouched  # the hot journal rolled back: no grant, audit or applied row
+
+    reports = apply_review(db, plan)
+    assert all(r.ok for r in reports)
+    assert (value(db, "alice", "annotator_score"), value(db, "bob", "annotator_score")) == (1, -5)
+    assert value(db, "alice", "trusted_annotators") == 1 and value(db, "bob", "spammers") == 1
+    assert apply_review(db, plan) == []
+    assert plan_review(db, task_name="killed", rules=RULES).already_applied == 5
+    assert len([r for r in audit(db) if r[6] == "review"]) == 4  # bob held no trusted_annotators to revoke
+
+
+def test_a_claim_left_by_an_older_version_does_not_count_and_is_replaced(db, launch):
+    """Before one-transaction applies, a claim (done = 0) was written before the grant; one whose
+    process died is no proof of anything: the unit is counted by the next apply, once."""
+    run = launch(task_name="legacy", num_assignments=1)
     units = review_units(db, run, [("alice", "approved")])
-    plan = plan_review(db, task_name="busy", rules=SCORE_RULES)
     conn = sqlite3.connect(db.db_path)
-    conn.execute(review._APPLIED_SCHEMA)
-    conn.execute(f"INSERT INTO {APPLIED_TABLE} VALUES (?, 'annotator_score', 1, ?, 'rules[0]', 'other-0', 0, ?)",
+    conn.execute(f"INSERT INTO {APPLIED_TABLE} VALUES (?, 'annotator_score', 1, ?, 'rules[0]', 'old-0', 0, ?)",
                  (units["alice"][0], run.task_run_id, time.time()))
     conn.commit()
-    with pytest.raises(ReviewInProgressError, match="being applied by another review"):
-        apply_review(db, plan)
-    assert value(db, "alice", "annotator_score") is None
-    conn.execute(f"UPDATE {APPLIED_TABLE} SET at = ?", (time.time() - review.STALE_CLAIM_SECONDS - 1,))
-    conn.commit()
     conn.close()
+    plan = plan_review(db, task_name="legacy", rules=SCORE_RULES)
+    assert plan.already_applied == 0 and [(c.old_value, c.new_value) for c in plan.changes] == [(None, 1)]
     apply_review(db, plan)
     assert value(db, "alice", "annotator_score") == 1
-    assert plan_review(db, task_name="busy", rules=SCORE_RULES).already_applied == 1
+    (row,) = snapshot(db)[APPLIED_TABLE]
+    assert (row[0], row[1], row[6]) == (units["alice"][0], "annotator_score", 1) and row[5] != "old-0"
+    assert apply_review(db, plan) == [] and value(db, "alice", "annotator_score") == 1
 
 
 def test_rule_file_with_aliases_shorthand_and_options(tmp_path):
@@ -352,6 +493,12 @@ def test_every_problem_is_listed_at_once_and_files_are_checked(tmp_path):
         load_rules(cfg)
     assert [(p.path, p.value) for p in caught.value.problems] == [("rules[0].when", "approve"),
                                                                    ("rules[1].score.add", 1.5)]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - when: sometimes\n    grant: q\n")
+    with pytest.raises(QualsConfigError) as caught:
+        load_rules(bad)
+    assert [(p.path, p.value) for p in caught.value.problems] == [(f"{bad}: rules[0].when", "sometimes")]
+    assert f"{bad}: rules[0].when: 'sometimes' is not valid; use one of approved" in str(caught.value)
     broken = tmp_path / "broken.yaml"
     broken.write_text("rules: [when: approved\n")
     with pytest.raises(QualsConfigError, match="not valid YAML"):
