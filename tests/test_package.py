@@ -21,6 +21,15 @@ def test_tests_run_against_the_installed_package_not_the_source_tree() -> None:
     assert plugin.exists(), "the Hydra plugin must sit beside Mephisto's in site-packages/hydra_plugins"
 
 
+def test_every_source_module_is_installed() -> None:
+    """pyproject lists packages explicitly: a new folder left out would be missing from installs."""
+    source = Path(__file__).resolve().parents[1] / "mephisto_quals"
+    installed = Path(mephisto_quals.__file__).parent
+    wanted = {p.relative_to(source) for p in source.rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(str(p) for p in wanted if not (installed / p).exists())
+    assert missing == []
+
+
 def test_every_public_name_resolves() -> None:
     missing = [name for name in mephisto_quals.__all__ if getattr(mephisto_quals, name, None) is None]
     assert missing == []

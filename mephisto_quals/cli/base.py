@@ -60,7 +60,7 @@ def translate(error: BaseException) -> Optional[plain_click.ClickException]:
     if isinstance(error, QualsError) and isinstance(code, int):
         return CommandFailed(str(error), code)
     if isinstance(error, (QualsError, ValueError, FileNotFoundError)):
-        # e.g. another review apply of the same units is under way: the operation failed, not the input
+        # a RuntimeError is an operation that failed, not bad input
         return CommandFailed(str(error), 1 if isinstance(error, RuntimeError) else 2)
     if isinstance(error, sqlite3.Error):
         return CommandFailed(f"database error: {error}", 1)
