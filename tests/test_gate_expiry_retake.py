@@ -6,13 +6,13 @@ import time
 from typing import Iterator
 
 import pytest
-from conftest import worker
 from mephisto.operations.datatypes import WorkerFailureReasons
 
+from conftest import worker
 from mephisto_quals.admin import grants
+from mephisto_quals.admin.queries import history, holders
 from mephisto_quals.integration import gate, retake
 from mephisto_quals.integration.gate import check_worker, qualified
-from mephisto_quals.admin.queries import history, holders
 
 NOT_QUALIFIED = WorkerFailureReasons.NOT_QUALIFIED
 

@@ -99,7 +99,8 @@ def sync_changes(db: Any, changes: Sequence[Change]) -> List[CrowdFailure]:
             else:
                 worker.revoke_crowd_qualification(c.qualification)
         except Exception as e:  # per worker: the rest still go out
-            failure = CrowdFailure(wid, c.worker_name or str(wid), provider, c.qualification, c.action, str(e) or repr(e))
+            error = str(e) or repr(e)
+            failure = CrowdFailure(wid, c.worker_name or str(wid), provider, c.qualification, c.action, error)
             logger.warning("mephisto-quals: %s", failure.explain())
             failures.append(failure)
     return failures

@@ -221,7 +221,7 @@ def install_gate() -> None:
 
 
 def check_worker(
-    db: "MephistoDB", worker_id: str, requirements: Sequence[Requirement], now: Optional[float] = None
+    db: MephistoDB, worker_id: str, requirements: Sequence[Requirement], now: Optional[float] = None
 ) -> List[RequirementResult]:
     """Evaluate every requirement for one worker (by Mephisto worker id), in order.
 

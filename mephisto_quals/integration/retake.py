@@ -42,7 +42,7 @@ WAIT = 10.0
 
 _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mephisto-quals-retake")
 _crowd = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mephisto-quals-crowd")
-_tickets: Dict[Tuple[str, int, Tuple[str, ...]], "Future[Tuple[bool, List[str]]]"] = {}
+_tickets: Dict[Tuple[str, int, Tuple[str, ...]], Future[Tuple[bool, List[str]]]] = {}
 _tickets_lock = threading.RLock()  # a done callback may run inside it
 
 
@@ -131,7 +131,7 @@ def clear(worker: Any, retakes: Sequence[Retake], now: float) -> bool:
     return admissible
 
 
-def _forget(key: Tuple[str, int, Tuple[str, ...]], ticket: "Future[Tuple[bool, List[str]]]") -> None:
+def _forget(key: Tuple[str, int, Tuple[str, ...]], ticket: Future[Tuple[bool, List[str]]]) -> None:
     with _tickets_lock:
         if _tickets.get(key) is ticket:
             del _tickets[key]

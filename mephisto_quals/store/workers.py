@@ -133,7 +133,7 @@ def provider_types(conn: sqlite3.Connection, worker_ids: Iterable[int]) -> Dict[
     """worker_id -> provider_type (as Mephisto stored it) of the given workers that exist."""
     out: Dict[int, str] = {}
     for part in chunks(list(dict.fromkeys(int(w) for w in worker_ids))):
-        rows = conn.execute(f"SELECT worker_id, provider_type FROM workers WHERE worker_id IN ({','.join('?' * len(part))})",
-                            part)
+        marks = ",".join("?" * len(part))
+        rows = conn.execute(f"SELECT worker_id, provider_type FROM workers WHERE worker_id IN ({marks})", part)
         out.update({int(row["worker_id"]): row["provider_type"] for row in rows})
     return out
