@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
 
+from mephisto_quals.admin import crowd as crowd_sync
 from mephisto_quals.admin.reports import BulkReport, OutcomeCounts, WorkerOutcome
 from mephisto_quals.compile.durations import format_instant, parse_duration, parse_instant
 from mephisto_quals.compile.requirements import check_name, failed_name
@@ -76,12 +77,21 @@ def _qualification_id(conn: Any, name: str, create: bool, description: Optional[
     return qual_store.qualification_id(conn, name, create, description)
 
 
-def _run(db: Any, session: Optional[Session], dry_run: bool, work: Callable[[Any], None]) -> None:
-    """Run ``work(conn)`` in one transaction (the caller's, if given); a dry run rolls back."""
-    if dry_run and session is not None and session.in_transaction:
+def _run(db: Any, session: Optional[Session], dry_run: bool, work: Callable[[Any], None],
+         report: Optional[BulkReport] = None, crowd: bool = False) -> None:
+    """Run ``work(conn)`` in one transaction (the caller's, if given); a dry run rolls back.
+
+    With ``crowd``, the committed changes then go to the workers' crowd providers
+    (admin.crowd), unless this ran inside a caller's transaction: that caller syncs
+    (``crowd.sync_report``) after its own commit.
+    """
+    inside = session is not None and session.in_transaction
+    if dry_run and inside:
         raise ValueError("dry_run inside a caller's transaction: roll the caller's transaction back instead")
     with session_for(db, session) as s, s.transaction(rollback=dry_run) as conn:
         work(conn)
+    if crowd and report is not None and not dry_run and not inside:
+        crowd_sync.sync_report(db, report)
 
 
 class GrantRow(NamedTuple):
@@ -106,6 +116,7 @@ def grant_rows(
     progress: Progress = None,
     now: Optional[float] = None,
     session: Optional[Session] = None,
+    crowd: bool = True,
 ) -> BulkReport:
     """Grant one qualification with its own value, provider, expiry and reason per worker,
     all in one transaction (what ``import`` of a CSV needs).
@@ -178,10 +189,11 @@ def grant_rows(
             grant_store.drop_meta(conn, stale)
             grant_store.write_meta(conn, metas)
             audit_store.record(conn, changes)
+            report.changes.extend(changes)
             if progress:
                 progress(len(part))
 
-    _run(db, session, dry_run, work)
+    _run(db, session, dry_run, work, report, crowd)
     return report
 
 
@@ -198,7 +210,7 @@ def set_values(
     **kwargs: Any,
 ) -> BulkReport:
     """Grant one qualification with a value per worker (same provider, expiry and reason), in
-    one transaction; other options as :func:`grant_rows`."""
+    one transaction; other options (``crowd``, ``session``, ...) as :func:`grant_rows`."""
     now = time.time() if now is None else now
     expiry = expiry_from(expires_in, expires_at, now)
     rows = [GrantRow(w, v, provider, expiry, reason) for w, v in values.items()]
@@ -223,6 +235,7 @@ def _remove(
     progress: Progress,
     now: Optional[float],
     session: Optional[Session],
+    crowd: bool = True,
 ) -> BulkReport:
     """Revoke ``names`` (the first must exist; companions such as an onboarding's "-failed"
     list may not exist yet) from workers, audited."""
@@ -253,10 +266,11 @@ def _remove(
                     changes.append(Change(now, name, wid, wname, action, old, None, None, reason, source, user))
             grant_store.delete(conn, deletes)
             audit_store.record(conn, changes)
+            report.changes.extend(changes)
             if progress:
                 progress(len(part))
 
-    _run(db, session, dry_run, work)
+    _run(db, session, dry_run, work, report, crowd)
     return report
 
 
@@ -272,9 +286,11 @@ def revoke(
     progress: Progress = None,
     now: Optional[float] = None,
     session: Optional[Session] = None,
+    crowd: bool = True,
 ) -> BulkReport:
     """Revoke one qualification from many workers; raises for an unknown qualification."""
-    return _remove(db, [qualification], workers, "revoke", provider, reason, source, dry_run, progress, now, session)
+    return _remove(db, [qualification], workers, "revoke", provider, reason, source, dry_run, progress, now, session,
+                   crowd)
 
 
 def reset_onboarding(
@@ -288,10 +304,11 @@ def reset_onboarding(
     dry_run: bool = False,
     now: Optional[float] = None,
     session: Optional[Session] = None,
+    crowd: bool = True,
 ) -> BulkReport:
     """Clear workers' onboarding result (``X`` and ``X-failed``) so they can take it again."""
     return _remove(db, [onboarding, failed_name(onboarding)], workers, "reset-onboarding", provider, reason,
-                   source, dry_run, None, now, session)
+                   source, dry_run, None, now, session, crowd)
 
 
 def prune(db: Any, *, now: Optional[float] = None, source: str = "api", dry_run: bool = False,

@@ -52,8 +52,13 @@ class BulkReport(OutcomeCounts):
     qualification: str
     dry_run: bool = False
     outcomes: List[WorkerOutcome] = field(default_factory=list)
+    #: The audited changes it made (store.audit.Change), for follow-ups such as the crowd sync.
+    changes: List[Any] = field(default_factory=list, repr=False, compare=False)
+    #: Provider calls that failed after the local change committed (admin.crowd).
+    crowd_errors: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items())) or "no workers"
         prefix = "dry run, nothing written: " if self.dry_run else ""
-        return f"{prefix}{self.action} '{self.qualification}': {counts}"
+        crowd = f"; {len(self.crowd_errors)} provider call(s) failed" if self.crowd_errors else ""
+        return f"{prefix}{self.action} '{self.qualification}': {counts}{crowd}"

@@ -25,6 +25,9 @@ from mephisto_quals.errors import Problem, QualsConfigError
 
 #: Key on a qualification dict that asks the gate to clear a failed onboarding after a delay.
 RETAKE_KEY = "mephisto_quals_retake"
+#: Key the mixin sets (to True) on every qualification dict it puts on a run's shared state:
+#: a run whose list carries one is gated by mephisto-quals, any other run by Mephisto itself.
+GATE_KEY = "mephisto_quals"
 
 __all__ = [
     "QualsPlan",
@@ -34,6 +37,7 @@ __all__ = [
     "gate_requirements",
     "config_value",
     "RETAKE_KEY",
+    "GATE_KEY",
 ]
 
 

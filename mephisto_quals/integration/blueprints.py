@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Type
 from mephisto.operations.registry import BLUEPRINTS, register_mephisto_abstraction
 
 from mephisto_quals.compile.config import QualsArgs
-from mephisto_quals.integration.gate import install_gate
 from mephisto_quals.integration.mixin import QualsRequired
 from mephisto_quals.integration.shared_state import QualsSharedState
 
@@ -76,4 +75,5 @@ def register_stock_blueprints() -> Dict[str, Type["Blueprint"]]:
 
 
 register_stock_blueprints()
-install_gate()
+# The gate is installed by the mixin when a _quals run starts (QualsRequired.init_mixin_config),
+# not here: loading the plugin leaves every other run to Mephisto's own worker_is_qualified.

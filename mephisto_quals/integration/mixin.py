@@ -9,6 +9,7 @@ from mephisto.abstractions.blueprint import BlueprintMixin
 
 from mephisto_quals.compile.config import QualsArgs
 from mephisto_quals.compile.plan import QualsPlan, mephisto_appended, plan_for_run
+from mephisto_quals.integration.gate import install_gate
 from mephisto_quals.integration.shared_state import QualsSharedState, apply_plan, user_entries
 
 if TYPE_CHECKING:
@@ -56,7 +57,8 @@ class QualsRequired(BlueprintMixin):
     def init_mixin_config(
         self, task_run: "TaskRun", args: "DictConfig", shared_state: "SharedTaskState"
     ) -> None:
-        """Create the qualifications, warn about empty allowlists, and apply the plan once."""
+        """Create the qualifications, warn about empty allowlists, apply the plan once, and
+        install the gate (which only takes over lists that carry this plan's marked dicts)."""
         plan = _plan(args, shared_state)
         from mephisto_quals.store import Session
 
@@ -84,6 +86,7 @@ class QualsRequired(BlueprintMixin):
             [q for q, _ in mephisto_appended(args.blueprint)],
         )
         self.quals_plan = plan
+        install_gate()
         logger.info(
             "mephisto-quals: %d local requirement(s), %d MTurk, %d Prolific",
             len(plan.local),

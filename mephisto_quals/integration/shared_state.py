@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
+from mephisto_quals.compile.plan import GATE_KEY
+
 __all__ = ["QualsSharedState", "user_entries", "apply_plan"]
 
 _RECORD = "_mephisto_quals_applied"
@@ -93,7 +95,8 @@ def apply_plan(
     """Assign fresh lists: the user's entries plus this launch's, each requirement once.
 
     ``appended`` is what Mephisto's Operator will add after this call, remembered so the
-    next launch recognises it.
+    next launch recognises it. Each of this launch's dicts carries ``GATE_KEY``, which is
+    what puts the run under mephisto-quals' gate (see ``integration.gate``).
     """
     base, base_mturk, base_prolific = user_entries(shared_state)
     # What the Operator appends itself is left to it: adding it here too would send it twice.
@@ -102,7 +105,7 @@ def apply_plan(
     for q in local:
         if _key(q) not in seen:
             seen.add(_key(q))
-            ours.append(dict(q))
+            ours.append({**q, GATE_KEY: True})
     new_quals = base + ours
     new_mturk = [dict(q) for q in mturk]
     new_prolific = [dict(q) for q in prolific]

@@ -13,7 +13,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 from mephisto_quals.store.mephisto import random_id, uses_random_ids
 from mephisto_quals.store.session import chunks
 
-__all__ = ["WorkerRef", "SANDBOX_PROVIDERS", "mephisto_worker_name", "parse_refs", "resolve_workers"]
+__all__ = ["WorkerRef", "SANDBOX_PROVIDERS", "mephisto_worker_name", "parse_refs", "resolve_workers", "provider_types"]
 
 #: Providers whose workers Mephisto names with a ``_sandbox`` suffix.
 SANDBOX_PROVIDERS = {"mock", "mturk_sandbox"}
@@ -127,3 +127,13 @@ def _insert_workers(conn: sqlite3.Connection, named: List[Tuple[str, str]]) -> N
             except sqlite3.IntegrityError as e:
                 if "worker_id" not in str(e) and "PRIMARY" not in str(e).upper():
                     raise
+
+
+def provider_types(conn: sqlite3.Connection, worker_ids: Iterable[int]) -> Dict[int, str]:
+    """worker_id -> provider_type (as Mephisto stored it) of the given workers that exist."""
+    out: Dict[int, str] = {}
+    for part in chunks(list(dict.fromkeys(int(w) for w in worker_ids))):
+        marks = ",".join("?" * len(part))
+        rows = conn.execute(f"SELECT worker_id, provider_type FROM workers WHERE worker_id IN ({marks})", part)
+        out.update({int(row["worker_id"]): row["provider_type"] for row in rows})
+    return out

@@ -132,7 +132,7 @@ def grant_on_mturk(
     def local(workers: List[str], preflight: bool) -> BulkReport:
         return grants_api.set_values(db, qualification, {w: value for w in workers}, provider=provider, reason=reason,
                                   expires_in=expires_in, expires_at=expires_at, source="mturk", create=True,
-                                  dry_run=preflight)
+                                  dry_run=preflight, crowd=False)  # already on MTurk
 
     provider = find_requester(db, requester).provider_type
     return _direct(db, qualification, worker_ids, value, requester, live_ok, client, reason, dry_run, retry, local)
@@ -158,7 +158,7 @@ def revoke_on_mturk(
 
     def local(workers: List[str], preflight: bool) -> BulkReport:
         return grants_api.revoke(db, qualification, workers, provider=provider, reason=reason, source="mturk",
-                              dry_run=preflight)
+                              dry_run=preflight, crowd=False)  # already off MTurk
 
     provider = find_requester(db, requester).provider_type
     return _direct(db, qualification, worker_ids, None, requester, live_ok, client, reason, dry_run, retry, local)

@@ -336,7 +336,7 @@ def decide(
         try:
             if accepting:
                 granted = set_values(db, r.qualification, {r.worker_id: d.value}, provider=r.provider, create=True,
-                                     source=SOURCE, reason=note, now=now)
+                                     source=SOURCE, reason=note, now=now, crowd=False)  # MTurk accepted it
                 if granted.failed:
                     raise QualsError(granted.failed[0].error or "local grant failed")
                 out.local = granted.outcomes[0].status
