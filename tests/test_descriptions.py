@@ -15,7 +15,6 @@ from typing import Any, Callable, Dict, Optional
 
 import pytest
 from click.testing import CliRunner
-
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 
 from mephisto_quals.admin import grants, queries

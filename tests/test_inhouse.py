@@ -13,7 +13,7 @@ import inspect
 import re
 import sqlite3
 import uuid
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 from mephisto.operations.registry import get_valid_provider_types
@@ -22,7 +22,6 @@ if "inhouse" not in get_valid_provider_types():
     pytest.skip("this Mephisto has no 'inhouse' provider (Mephisto 1.5.0 adds it)", allow_module_level=True)
 
 from click.testing import CliRunner  # noqa: E402
-from conftest import TEST_HOME  # noqa: E402,F401  (HOME is redirected before Mephisto loads)
 from mephisto.abstractions.architects.mock_architect import MockArchitectArgs  # noqa: E402
 from mephisto.abstractions.providers.inhouse.inhouse_provider import InhouseProviderArgs  # noqa: E402
 from mephisto.data_model.packet import PACKET_TYPE_REGISTER_AGENT  # noqa: E402
