@@ -19,11 +19,12 @@ from mephisto_quals.admin import crowd as crowd_sync
 from mephisto_quals.admin.reports import BulkReport, OutcomeCounts, WorkerOutcome
 from mephisto_quals.compile.durations import format_instant, parse_duration, parse_instant
 from mephisto_quals.compile.requirements import check_name, failed_name
-from mephisto_quals.errors import UnknownQualificationError
+from mephisto_quals.errors import InputError, UnknownQualificationError
 from mephisto_quals.store import Session, chunks, session_for
 from mephisto_quals.store import audit as audit_store
 from mephisto_quals.store import grants as grant_store
 from mephisto_quals.store import qualifications as qual_store
+from mephisto_quals.store import reviews as review_store
 from mephisto_quals.store.audit import Change, os_user
 from mephisto_quals.store.workers import parse_refs, resolve_workers
 
@@ -74,6 +75,14 @@ def _qualification_id(conn: Any, name: str, create: bool, description: Optional[
     problems = check_name(name, "qualification")
     if problems:
         raise ValueError(str(problems[0]))
+    if description is not None and not create:
+        raise InputError(f"description for {name!r}: a description is set when a qualification is created; "
+                         "give it together with create (--create)")
+    if description is not None and not qual_store.description_supported(conn):
+        raise InputError(
+            f"description for {name!r}: this database's qualifications table has no description column "
+            "(Mephisto 1.5.2 adds it; this one is older), so nothing was written; leave the description out"
+        )
     return qual_store.qualification_id(conn, name, create, description)
 
 
@@ -190,6 +199,7 @@ def grant_rows(
             grant_store.write_meta(conn, metas)
             audit_store.record(conn, changes)
             report.changes.extend(changes)
+            review_store.record(conn, changes, {qualification: qual_id})  # shown by the review app (1.5.2)
             if progress:
                 progress(len(part))
 
@@ -267,6 +277,7 @@ def _remove(
             grant_store.delete(conn, deletes)
             audit_store.record(conn, changes)
             report.changes.extend(changes)
+            review_store.record(conn, changes, qual_ids)  # shown by the review app (1.5.2)
             if progress:
                 progress(len(part))
 
@@ -325,8 +336,10 @@ def prune(db: Any, *, now: Optional[float] = None, source: str = "api", dry_run:
         rows = grant_store.expired(conn, now)
         grant_store.delete_rows(conn, [r["row_id"] for r in rows])
         grant_store.drop_stale_meta(conn)
-        audit_store.record(conn, [Change(now, r["qualification_name"], r["worker_id"], r["worker_name"], "expire",
-                                         r["value"], None, r["expires_at"], "expired", source, user) for r in rows])
+        changes = [Change(now, r["qualification_name"], r["worker_id"], r["worker_name"], "expire",
+                          r["value"], None, r["expires_at"], "expired", source, user) for r in rows]
+        audit_store.record(conn, changes)
+        review_store.record(conn, changes, qual_store.find_ids(conn, [c.qualification for c in changes]))
         report.outcomes += [WorkerOutcome(r["worker_name"], "pruned", r["worker_id"], r["worker_name"], r["value"], None,
                                           qualification=r["qualification_name"]) for r in rows]
 

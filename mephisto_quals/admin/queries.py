@@ -12,8 +12,14 @@ from mephisto_quals.store import Session, session_for
 from mephisto_quals.store import audit as audit_store
 from mephisto_quals.store import grants as grant_store
 from mephisto_quals.store import qualifications as qual_store
+from mephisto_quals.store import reviews as review_store
 
-__all__ = ["Holder", "QualificationSummary", "AuditEntry", "holders", "list_qualifications", "history"]
+__all__ = ["Holder", "QualificationSummary", "AuditEntry", "holders", "list_qualifications", "description",
+           "history", "REVIEW_APP_SOURCE"]
+
+#: The source of history entries read from Mephisto's ``worker_review`` table (the review app's grants).
+REVIEW_APP_SOURCE = "review_app"
+
 
 @dataclass(frozen=True)
 class Holder:
@@ -86,15 +92,35 @@ def list_qualifications(db: Any, now: Optional[float] = None, session: Optional[
     return [QualificationSummary(r["name"], r["holders"], r["expired"], descriptions.get(r["name"])) for r in rows]
 
 
+def description(db: Any, qualification: str, session: Optional[Session] = None) -> Optional[str]:
+    """A qualification's description (None where unset, or on a database without descriptions)."""
+    with session_for(db, session, readonly=True) as s:
+        return qual_store.describe(s.conn, [qualification]).get(qualification)
+
+
 def history(
     db: Any, qualification: Optional[str] = None, worker: Optional[str] = None, limit: Optional[int] = None,
     session: Optional[Session] = None,
 ) -> List[AuditEntry]:
-    """Recorded changes, newest first; filter by qualification and/or worker (id or name)."""
+    """Recorded changes, newest first; filter by qualification and/or worker (id or name).
+
+    On Mephisto 1.5.2 this also lists the grants and revokes the review app recorded in
+    ``worker_review`` (source ``review_app``, the app's note as reason; old value and OS
+    user unknown), merged in time order; the rows we wrote there for our own changes are
+    not listed twice.
+    """
     with session_for(db, session, readonly=True) as s:
         rows = audit_store.read(s.conn, qualification, worker, limit)
-    return [
+        reviews = review_store.read(s.conn, qualification, worker, limit)
+    entries = [
         AuditEntry(r["at"], r["qualification"], r["worker_id"], r["worker_name"], r["action"], r["old_value"],
                    r["new_value"], r["expires_at"], r["reason"], r["source"], r["os_user"])
         for r in rows
     ]
+    entries += [
+        AuditEntry(r.at, r.qualification, r.worker_id, r.worker_name, r.action, None, r.new_value, None, r.reason,
+                   REVIEW_APP_SOURCE, "")
+        for r in reviews
+    ]
+    entries.sort(key=lambda e: e.at, reverse=True)  # stable: each source's own order is kept on ties
+    return entries[:limit] if limit is not None else entries

@@ -105,6 +105,9 @@ def on_mturk(
 @click.option("--expires-in", metavar="DURATION", help="Grant expires after this long: 30m, 12h, 7d, 2w or 'permanent'.")
 @click.option("--expires-at", metavar="ISO", help="Grant expires at this time, e.g. 2026-12-31 or 2026-12-31T18:00:00+00:00 (UTC if no zone).")
 @click.option("--create", is_flag=True, help="Create the qualification if it does not exist.")
+@click.option("--description", metavar="TEXT",
+              help="With --create: the new qualification's description (Mephisto 1.5.2 databases; up to 500 "
+                   "characters, shown by the review app).")
 @files_option
 @mturk_options
 @dry_run_option
@@ -113,7 +116,8 @@ def on_mturk(
 @db_option
 def grant(
     qualification: str, workers: Tuple[str, ...], value: int, provider: Optional[str], reason: Optional[str],
-    expires_in: Optional[str], expires_at: Optional[str], create: bool, files: Tuple[Any, ...],
+    expires_in: Optional[str], expires_at: Optional[str], create: bool, description: Optional[str],
+    files: Tuple[Any, ...],
     requester: Optional[str], live: bool, yes: bool, dry_run: bool,
     verbose: bool, progress: Optional[bool], db: Optional[str],
 ) -> None:
@@ -128,6 +132,7 @@ def grant(
     Examples:
       mephisto-quals grant trusted 12 15 18
       mephisto-quals grant score alice bob --provider mock --value 3 --create
+      mephisto-quals grant trusted alice --provider inhouse --create --description "passed the pilot"
       mephisto-quals grant pilot --file workers.txt --provider mturk --expires-in 7d --reason "pilot batch"
       mephisto-quals grant trusted 12 --dry-run
       mephisto-quals grant blocked A1B2C3D4 --requester my_sandbox   # on MTurk too, before they connect
@@ -146,7 +151,7 @@ def grant(
     with Progress(len(names), progress, f"grant {qualification}") as bar:
         report = grants.grant(
             path, qualification, names, value, provider=provider, reason=reason, expires_at=expires,
-            source=SOURCE, create=create, dry_run=dry_run, progress=bar, now=now,
+            source=SOURCE, create=create, description=description, dry_run=dry_run, progress=bar, now=now,
         )
     finish(print_report(report, verbose))
 
@@ -266,13 +271,16 @@ def prune(dry_run: bool, db: Optional[str]) -> None:
 @provider_option
 @click.option("--reason", help="Reason for rows whose reason column is empty.")
 @click.option("--create", is_flag=True, help="Create the qualification if it does not exist.")
+@click.option("--description", metavar="TEXT",
+              help="With --create: the new qualification's description (Mephisto 1.5.2 databases; up to 500 "
+                   "characters, shown by the review app).")
 @dry_run_option
 @verbose_option
 @progress_option
 @db_option
 def import_csv(
-    qualification: str, csv_file: Any, provider: Optional[str], reason: Optional[str], create: bool, dry_run: bool,
-    verbose: bool, progress: Optional[bool], db: Optional[str],
+    qualification: str, csv_file: Any, provider: Optional[str], reason: Optional[str], create: bool,
+    description: Optional[str], dry_run: bool, verbose: bool, progress: Optional[bool], db: Optional[str],
 ) -> None:
     """Grant a qualification from a CSV file, one value (and expiry, reason) per worker.
 
@@ -300,8 +308,8 @@ def import_csv(
     path = resolve_db(db)
     grant_rows = [grants.GrantRow(r.worker, r.value, r.provider, r.expires_at, r.reason) for r in rows]
     with Progress(len(rows), progress, f"import {qualification}") as bar:  # one transaction: all or nothing
-        report = grants.grant_rows(path, qualification, grant_rows, source=SOURCE, create=create, dry_run=dry_run,
-                                   progress=bar, now=now)
+        report = grants.grant_rows(path, qualification, grant_rows, source=SOURCE, create=create,
+                                   description=description, dry_run=dry_run, progress=bar, now=now)
     finish(print_report(report, verbose))
 
 

@@ -17,7 +17,7 @@ __all__ = ["PROVIDERS", "db_option", "provider_option", "progress_option", "dry_
 Decorator = Callable[..., Any]
 
 #: Provider types a worker can be named by (``--provider``).
-PROVIDERS = ("mock", "mturk", "mturk_sandbox", "prolific")
+PROVIDERS = ("mock", "mturk", "mturk_sandbox", "prolific", "inhouse")
 
 
 def db_option(f: Decorator) -> Decorator:

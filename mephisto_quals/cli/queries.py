@@ -19,7 +19,8 @@ __all__ = ["list_qualifications", "show", "export_csv", "history", "COMMANDS"]
 @click.command("list", cls=RichQualsCommand)
 @db_option
 def list_qualifications(db: Optional[str]) -> None:
-    """List qualifications with how many workers hold each (and how many grants expired).
+    """List qualifications with how many workers hold each (and how many grants expired), and
+    their descriptions where the database keeps them (Mephisto 1.5.2).
 
     \b
     Example:
@@ -31,9 +32,10 @@ def list_qualifications(db: Optional[str]) -> None:
     if not rows:
         out("no qualifications in this database")
         return
-    shown = table("qualification", "holders", "expired")
+    described = any(q.description for q in rows)  # only Mephisto 1.5.2 databases keep descriptions
+    shown = table("qualification", "holders", "expired", *(["description"] if described else []))
     for q in rows:
-        shown.add_row(q.name, str(q.holders), str(q.expired))
+        shown.add_row(q.name, str(q.holders), str(q.expired), *([q.description or ""] if described else []))
     out(shown)
 
 
@@ -42,7 +44,8 @@ def list_qualifications(db: Optional[str]) -> None:
 @click.option("--include-expired", is_flag=True, help="Also list grants whose expiry has passed.")
 @db_option
 def show(qualification: str, include_expired: bool, db: Optional[str]) -> None:
-    """Show who holds a qualification: worker, id, provider, value, expiry and reason.
+    """Show who holds a qualification: worker, id, provider, value, expiry and reason (and its
+    description first, where the database keeps one).
 
     \b
     Examples:
@@ -52,7 +55,11 @@ def show(qualification: str, include_expired: bool, db: Optional[str]) -> None:
     from mephisto_quals.admin import queries
 
     now = time.time()
-    rows = queries.holders(resolve_db(db), qualification, include_expired=include_expired, now=now)
+    path = resolve_db(db)
+    rows = queries.holders(path, qualification, include_expired=include_expired, now=now)
+    about = queries.description(path, qualification)
+    if about:
+        out(f"{qualification}: {about}")
     shown = table("worker", "id", "provider", "value", "expires", "reason", title=f"holders of '{qualification}'")
     for h in rows:
         expires = h.expires or "never"
@@ -121,7 +128,9 @@ def history(qualification: Optional[str], worker: Optional[str], limit: int, db:
     """Show the audit of recorded changes, newest first.
 
     Columns: time (UTC), qualification, worker, old → new value, action, reason, source
-    (cli, api, review, ...) and the OS user who made the change.
+    (cli, api, review, ...) and the OS user who made the change. On Mephisto 1.5.2 the
+    grants and revokes made in Mephisto's review app are merged in, as source review_app
+    with the reviewer's note as reason (their old value and OS user are not known).
 
     \b
     Examples:
