@@ -1,0 +1,54 @@
+"""Pytest fixtures for the Prolific stand-in; import them into a test module::
+
+    from prolific_fixtures import prolific, prolific_client  # noqa: F401  (pytest fixtures)
+
+``prolific`` is a started :class:`~prolific_standin.StandIn` with one workspace ("My
+Workspace", id in ``prolific.workspace_id``), stopped at teardown. ``prolific_env`` also
+points ``PROLIFIC_BASE_URL`` / ``PROLIFIC_API_KEY`` at it, for code that reads the
+environment (our CLI, Mephisto 1.5.2's client when imported after it is set).
+``prolific_client`` is our client on it, with a Retry that records its waits instead of
+sleeping (``prolific_client.retry.waits``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, List
+
+import pytest
+from prolific_standin import StandIn
+
+from mephisto_quals.providers.prolific.client import ProlificClient, Retry
+
+__all__ = ["prolific", "prolific_env", "prolific_client", "RecordingRetry", "WORKSPACE"]
+
+WORKSPACE = "My Workspace"
+
+
+class RecordingRetry(Retry):
+    """A Retry whose sleep only records the wait (``waits``)."""
+
+    def __init__(self, attempts: int = 8) -> None:
+        self.waits: List[float] = []
+        super().__init__(attempts=attempts, base_delay=0.01, max_delay=60.0, sleep=self.waits.append)
+
+
+@pytest.fixture
+def prolific() -> Iterator[StandIn]:
+    standin = StandIn(max_seconds=300).start()
+    standin.workspace_id = standin.add_workspace(WORKSPACE)  # type: ignore[attr-defined]
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
+@pytest.fixture
+def prolific_env(prolific: StandIn, monkeypatch: pytest.MonkeyPatch) -> StandIn:
+    monkeypatch.setenv("PROLIFIC_BASE_URL", prolific.base_url)
+    monkeypatch.setenv("PROLIFIC_API_KEY", prolific.api_key)
+    return prolific
+
+
+@pytest.fixture
+def prolific_client(prolific: StandIn) -> ProlificClient:
+    return ProlificClient(prolific.base_url, prolific.api_key, RecordingRetry())
