@@ -109,7 +109,7 @@ class ProlificRefused(ProlificError):
 
 
 class ProlificLiveRefused(InputError):
-    """A call to the real Prolific (any non-loopback base URL: real money, no sandbox) without ``live_ok`` / ``--live``."""
+    """A call to the real Prolific (a non-loopback base URL: real money, no sandbox) without ``live_ok``/``--live``."""
 
 
 class ProlificInputError(InputError):

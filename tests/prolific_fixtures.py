@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Iterator, List
 
 import pytest
-from prolific_standin import StandIn
 
 from mephisto_quals.providers.prolific.client import ProlificClient, Retry
+from prolific_standin import StandIn
 
 __all__ = ["prolific", "prolific_env", "prolific_client", "RecordingRetry", "WORKSPACE"]
 

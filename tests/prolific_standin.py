@@ -133,7 +133,7 @@ class StandIn:
 
     # --- life cycle -------------------------------------------------------------------------
 
-    def start(self) -> "StandIn":
+    def start(self) -> StandIn:
         """Serve on 127.0.0.1 at a free port, in a daemon thread."""
         standin = self
 

@@ -18,9 +18,6 @@ from typing import Any, Dict, List
 
 import pytest
 from click.testing import CliRunner
-from prolific_fixtures import WORKSPACE, RecordingRetry, prolific, prolific_client, prolific_env  # noqa: F401
-from prolific_standin import StandIn
-
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 
 from mephisto_quals.admin.grants import grant
@@ -38,6 +35,11 @@ from mephisto_quals.providers.prolific.sync import (
     revoke_on_prolific,
 )
 from mephisto_quals.store import Session, schema
+from prolific_fixtures import RecordingRetry
+from prolific_standin import StandIn
+
+#: The stand-in's fixtures (prolific, prolific_env, prolific_client).
+pytest_plugins = ("prolific_fixtures",)
 
 LIVE_URL = "https://api.prolific.com/api/v1/"
 

@@ -14,8 +14,15 @@ import rich_click as click
 
 from mephisto_quals.cli.base import RichQualsCommand
 from mephisto_quals.cli.database import resolve_db
-from mephisto_quals.cli.options import (db_option, dry_run_option, files_option, mturk_options, progress_option,
-                                        provider_option, verbose_option)
+from mephisto_quals.cli.options import (
+    db_option,
+    dry_run_option,
+    files_option,
+    mturk_options,
+    progress_option,
+    provider_option,
+    verbose_option,
+)
 from mephisto_quals.cli.output import Progress, finish, out, print_report, show_value, table
 from mephisto_quals.cli.sync import prolific_options
 from mephisto_quals.errors import InputError
@@ -99,7 +106,7 @@ def on_mturk(
 
 def on_prolific(action: str, path: str, qualification: str, names: List[str], workspace: str, requester: Optional[str],
                 live: bool, yes: bool, provider: Optional[str], dry_run: bool, **kwargs: Any) -> Any:
-    """Grant or revoke in the list's Prolific group and record locally; the real Prolific only with --live and consent."""
+    """Grant or revoke in the list's Prolific group and record locally; the real Prolific needs --live and consent."""
     from mephisto_quals.cli.sync import confirm_prolific_writes, prolific_client
     from mephisto_quals.providers.prolific.sync import grant_on_prolific, revoke_on_prolific
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 import click
 
 from mephisto_quals.cli.base import QualsGroup, is_botocore_error, mturk_failure
-from mephisto_quals.cli.database import context_value, open_database, resolve_db
+from mephisto_quals.cli.database import context_value, resolve_db
 from mephisto_quals.cli.options import db_option, requester_options
 from mephisto_quals.errors import InputError, OperationFailed
 

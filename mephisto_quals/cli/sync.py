@@ -114,6 +114,7 @@ def sync_plan(qualification: str, requester: Optional[str], prolific: bool, work
     from mephisto_quals.cli.mturk import require_live_flag, resumable
     from mephisto_quals.providers.mturk.sync import plan_sync
 
+    assert requester is not None  # provider_of said MTurk
     database = open_database(db)
     require_live_flag(database, requester, live)
     with resumable():
@@ -155,6 +156,7 @@ def sync_apply(qualification: str, requester: Optional[str], prolific: bool, wor
     from mephisto_quals.cli.mturk import confirm_live_writes, require_live_flag, resumable
     from mephisto_quals.providers.mturk.sync import apply_sync, plan_sync
 
+    assert requester is not None  # provider_of said MTurk
     database = open_database(db)
     info = require_live_flag(database, requester, live)
     mturk = context_value("mturk_client")

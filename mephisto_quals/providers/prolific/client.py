@@ -166,7 +166,7 @@ class ProlificClient:
 
     @classmethod
     def connect(cls, base_url: Optional[str] = None, api_key: Optional[str] = None, *, live_ok: bool = False,
-                requester: Optional[str] = None, retry: Optional[Retry] = None) -> "ProlificClient":
+                requester: Optional[str] = None, retry: Optional[Retry] = None) -> ProlificClient:
         """A client for ``base_url`` (see :func:`base_url_from`); refuses the live Prolific unless ``live_ok``.
 
         The live check runs first, so a refused call never looks for a key or opens a connection.
@@ -235,7 +235,8 @@ class ProlificClient:
                 return
             page = self.get(url, **params) if url == path else self.get(url)
             if not isinstance(page, dict):
-                raise ProlificError(f"Prolific {path}: expected a JSON object with 'results', got {type(page).__name__}")
+                kind = type(page).__name__
+                raise ProlificError(f"Prolific {path}: expected a JSON object with 'results', got {kind}")
             yield from page.get("results") or []
             url = _next_link(page)
             if url in seen:
@@ -282,7 +283,8 @@ class ProlificClient:
         return None if group.get("is_deleted") else group
 
     def create_participant_group(self, workspace_id: str, name: str, description: str = "") -> Dict[str, Any]:
-        return self.post("participant-groups/", {"workspace_id": workspace_id, "name": name, "description": description})
+        body = {"workspace_id": workspace_id, "name": name, "description": description}
+        return self.post("participant-groups/", body)
 
     def delete_participant_group(self, group_id: str) -> None:
         self.delete(f"participant-groups/{group_id}/")
