@@ -17,7 +17,7 @@ DELETE); ``participant-groups/{id}/participants/`` (GET paged, POST / DELETE
 What it rejects with 400 (as Prolific's docs say it would): participant ids that are not 24
 hex characters, an empty or missing ``participant_ids``, a missing required field, an unknown
 filter id, a filter with neither ``selected_values`` nor ``selected_range``, a group filter
-naming a group that does not exist. A missing or wrong ``Authorization: Token <key>`` is 401.
+naming a group that does not exist, ids listed in ``unknown_participants``. A missing or wrong ``Authorization: Token <key>`` is 401.
 
 Faults, decided before a request is applied (so a failed write changed nothing, as a 429 does):
 
@@ -114,6 +114,7 @@ class StandIn:
     seed: int = 7
     script: List[Tuple[int, Dict[str, str]]] = field(default_factory=list)
     crash_after_writes: Optional[int] = None
+    unknown_participants: set = field(default_factory=set)  # well-formed ids Prolific says it does not know (400)
     after_write: Optional[Callable[[int, Call], None]] = None  # called with (writes applied, call), before answering
     max_seconds: float = 600.0
     calls: List[Call] = field(default_factory=list)
@@ -329,7 +330,7 @@ class StandIn:
             if m == "GET":
                 rows = [{"participant_id": pid, "datetime_created": at} for pid, at in members.items()]
                 return 200, self._page(call, rows)
-            ids = _participant_ids(body, required=True)
+            ids = _participant_ids(body, required=True, unknown=self.unknown_participants)
             if m == "POST":
                 for pid in ids:
                     members.setdefault(pid, _now())
@@ -429,13 +430,13 @@ def _required(body: Dict[str, Any], name: str) -> Any:
     return body[name]
 
 
-def _participant_ids(body: Dict[str, Any], required: bool) -> List[str]:
+def _participant_ids(body: Dict[str, Any], required: bool, unknown: Any = ()) -> List[str]:
     ids = body.get("participant_ids")
     if ids is None and not required:
         return []
     if not isinstance(ids, list) or not ids:
         raise Reject(400, "Request validation failed", {"participant_ids": ["A non-empty list is required."]})
-    bad = [i for i in ids if not (isinstance(i, str) and PARTICIPANT_ID.match(i))]
+    bad = [i for i in ids if not (isinstance(i, str) and PARTICIPANT_ID.match(i))] + [i for i in ids if i in unknown]
     if bad:
         raise Reject(400, "Request validation failed",
                      {"participant_ids": [f"{b!r} is not a valid participant id" for b in bad[:10]]})

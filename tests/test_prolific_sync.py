@@ -180,6 +180,20 @@ def test_kill_9_mid_apply_then_reapply_has_no_duplicates(db: LocalMephistoDB, pr
     assert len(prolific.writes("/participants/")) == 5 and len(prolific.groups) == 1
 
 
+def test_a_participant_prolific_refuses_fails_alone(db: LocalMephistoDB, prolific: StandIn,
+                                                   prolific_client: ProlificClient) -> None:
+    expected = scenario(db, prolific)
+    refused = sorted(expected["adds"])[3]
+    prolific.unknown_participants = {refused}
+    report = apply_sync(db, "trusted", client=prolific_client, batch_size=4)
+    assert [(o.worker, o.status) for o in report.failed] == [(refused, "failed")]
+    assert "not a valid participant id" in report.failed[0].error and report.changed == 19
+    assert members(prolific, "trusted") == expected["local"] - {refused}
+    assert mapped_groups(db, "trusted")[0]["synced_at"] is None  # not in step: not marked synced
+    prolific.unknown_participants = set()
+    assert apply_sync(db, "trusted", client=prolific_client).changed == 1
+
+
 def test_pull_on_a_fresh_database_reproduces_the_list(db: LocalMephistoDB, prolific: StandIn,
                                                       prolific_client: ProlificClient, tmp_path: Path) -> None:
     ids = [pid(i) for i in range(130)]

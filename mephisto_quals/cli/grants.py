@@ -176,6 +176,8 @@ def grant(
     path = resolve_db(db)
     now = time.time()
     expires = expiry(expires_in, expires_at, now)
+    if prolific and requester:
+        raise click.UsageError("--prolific or --requester (MTurk), not both")
     if prolific:
         finish(print_report(on_prolific("grant", path, qualification, names, workspace, prolific_requester, live, yes,
                                         provider, dry_run, value=value, reason=reason, expires_at=expires), verbose))
@@ -226,6 +228,8 @@ def revoke(
 
     names = workers_from(workers, files)
     path = resolve_db(db)
+    if prolific and requester:
+        raise click.UsageError("--prolific or --requester (MTurk), not both")
     if prolific:
         finish(print_report(on_prolific("revoke", path, qualification, names, workspace, prolific_requester, live, yes,
                                         provider, dry_run, reason=reason), verbose))

@@ -299,6 +299,26 @@ class ProlificClient:
     def remove_from_group(self, group_id: str, participant_ids: List[str]) -> Any:
         return self.delete(f"participant-groups/{group_id}/participants/", {"participant_ids": participant_ids})
 
+    def change_members(self, group_id: str, action: str, ids: List[str]) -> Dict[str, Optional[str]]:
+        """Add (``action`` "add") or remove a batch: participant -> None (done) or Prolific's error.
+
+        A batch Prolific refuses (400/404) is sent again one participant at a time, so one bad
+        id fails alone; other errors (retries used up) raise.
+        """
+        send = self.add_to_group if action == "add" else self.remove_from_group
+        try:
+            send(group_id, ids)
+            return {p: None for p in ids}
+        except ProlificRefused as e:
+            if e.status not in (400, 404):
+                raise
+            if len(ids) == 1:
+                return {ids[0]: str(e)}
+        results: Dict[str, Optional[str]] = {}
+        for p in ids:
+            results.update(self.change_members(group_id, action, [p]))
+        return results
+
     def filters(self) -> List[Dict[str, Any]]:
         """Prolific's filter catalogue (``GET filters/``): ids, types, choices or ranges."""
         return list(self.pages("filters/"))

@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 from mephisto_quals.admin import grants as grants_api
 from mephisto_quals.admin.queries import holders
 from mephisto_quals.admin.reports import BulkReport, WorkerOutcome
-from mephisto_quals.errors import ProlificInputError, ProlificRefused
+from mephisto_quals.errors import ProlificInputError
 from mephisto_quals.providers.prolific.client import ProlificClient, Retry, check_live, check_participant_ids
 from mephisto_quals.providers.prolific.groups import DEFAULT_WORKSPACE, GroupRef, ensure_group, find_group
 from mephisto_quals.store import Session, chunks
@@ -180,23 +180,6 @@ def journal(db: Any, plan_id: Optional[str] = None) -> List[Dict[str, Any]]:
         return journal_store.entries(s.conn, plan_id)
 
 
-def _send_batch(client: ProlificClient, group_id: str, action: str, ids: List[str]) -> Dict[str, Optional[str]]:
-    """Add or remove a batch: participant -> None (done) or the error; a refused batch is retried one by one."""
-    send = client.add_to_group if action == "add" else client.remove_from_group
-    try:
-        send(group_id, ids)
-        return {p: None for p in ids}
-    except ProlificRefused as e:
-        if e.status not in (400, 404):
-            raise
-        if len(ids) == 1:
-            return {ids[0]: str(e)}
-    results: Dict[str, Optional[str]] = {}
-    for p in ids:
-        results.update(_send_batch(client, group_id, action, [p]))
-    return results
-
-
 def apply_sync(
     db: Any, plan_or_qualification: Union[ProlificSyncPlan, str], *, workspace: str = DEFAULT_WORKSPACE,
     client: Optional[ProlificClient] = None, base_url: Optional[str] = None, api_key: Optional[str] = None,
@@ -240,7 +223,7 @@ def apply_sync(
                 report.outcomes += [WorkerOutcome(p, "already applied") for p in part if p in done]
                 if todo:
                     assert group.group_id is not None
-                    results = _send_batch(calls, group.group_id, action, todo)
+                    results = calls.change_members(group.group_id, action, todo)
                     sent = [p for p, err in results.items() if err is None]
                     _log(session, plan, sent, action, requester_label)
                     for p, err in results.items():
@@ -343,7 +326,7 @@ def send_to_group(
             if group.group_id is None:  # a revoke, and no group: nobody is in it
                 accepted = part
             else:
-                results = _send_batch(calls, group.group_id, action, part)
+                results = calls.change_members(group.group_id, action, part)
                 accepted = [p for p, err in results.items() if err is None]
                 report.outcomes += [WorkerOutcome(p, "failed", error=err) for p, err in results.items() if err]
             if accepted:
