@@ -6,6 +6,14 @@
 Workspace", id in ``prolific.workspace_id``), stopped at teardown. ``prolific_env`` also
 points ``PROLIFIC_BASE_URL`` / ``PROLIFIC_API_KEY`` at it, for code that reads the
 environment (our CLI, Mephisto 1.5.2's client when imported after it is set).
+``mephisto_on_prolific`` (Mephisto 1.5.2 only; skipped on 1.1.1) also points Mephisto's own
+Prolific client at it: that client reads ``PROLIFIC_BASE_URL`` / ``PROLIFIC_API_KEY`` when
+its module is imported, which Mephisto's provider registry does as soon as the test process
+imports the Operator, so the fixture patches the module's ``BASE_URL`` / ``PROLIFIC_API_KEY``
+as well (a subprocess launch only needs ``prolific_env``). Checked: Mephisto 1.5.2's
+``find_or_create_prolific_workspace/project``, ``create_qualification``,
+``add_workers_to_qualification``, ``Studies.create`` (with ``filters``), ``update``, ``publish``
+all work against the stand-in.
 ``prolific_client`` is our client on it, with a Retry that records its waits instead of
 sleeping (``prolific_client.retry.waits``).
 """
@@ -19,7 +27,7 @@ import pytest
 from mephisto_quals.providers.prolific.client import ProlificClient, Retry
 from prolific_standin import StandIn
 
-__all__ = ["prolific", "prolific_env", "prolific_client", "RecordingRetry", "WORKSPACE"]
+__all__ = ["prolific", "prolific_env", "mephisto_on_prolific", "prolific_client", "RecordingRetry", "WORKSPACE"]
 
 WORKSPACE = "My Workspace"
 
@@ -47,6 +55,15 @@ def prolific_env(prolific: StandIn, monkeypatch: pytest.MonkeyPatch) -> StandIn:
     monkeypatch.setenv("PROLIFIC_BASE_URL", prolific.base_url)
     monkeypatch.setenv("PROLIFIC_API_KEY", prolific.api_key)
     return prolific
+
+
+@pytest.fixture
+def mephisto_on_prolific(prolific_env: StandIn, monkeypatch: pytest.MonkeyPatch) -> StandIn:
+    base = pytest.importorskip("mephisto.abstractions.providers.prolific.api.base_api_resource",
+                               reason="Mephisto's Prolific provider exists from 1.2 on (the 1.5.2 line)")
+    monkeypatch.setattr(base, "BASE_URL", prolific_env.base_url)
+    monkeypatch.setattr(base, "PROLIFIC_API_KEY", prolific_env.api_key)
+    return prolific_env
 
 
 @pytest.fixture

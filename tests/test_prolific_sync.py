@@ -35,7 +35,7 @@ from mephisto_quals.providers.prolific.sync import (
     revoke_on_prolific,
 )
 from mephisto_quals.store import Session, schema
-from prolific_fixtures import RecordingRetry
+from prolific_fixtures import WORKSPACE, RecordingRetry
 from prolific_standin import StandIn
 
 #: The stand-in's fixtures (prolific, prolific_env, prolific_client).
@@ -296,3 +296,19 @@ def test_schema_3_adds_the_group_table_to_a_version_2_database(db: LocalMephisto
     with Session.open(db) as s:
         assert schema.schema_version(s.conn) == 3
         assert "mephisto_quals_prolific_groups" in schema.our_objects(s.conn)
+
+
+def test_mephisto_s_own_prolific_client_talks_to_the_stand_in(mephisto_on_prolific: StandIn) -> None:
+    """For the launch tests (1.5.2 only): Mephisto's provider code works against the stand-in."""
+    from mephisto.abstractions.providers.prolific import prolific_utils
+    from mephisto.abstractions.providers.prolific.api.client import ProlificClient as MephistoClient
+
+    client = MephistoClient(api_key=mephisto_on_prolific.api_key)
+    workspace = prolific_utils.find_or_create_prolific_workspace(client, WORKSPACE)
+    assert workspace.id == mephisto_on_prolific.workspace_id  # type: ignore[attr-defined]
+    project = prolific_utils.find_or_create_prolific_project(client, workspace.id, "Project")
+    group = prolific_utils.create_qualification(client, project.id, "PG test")
+    prolific_utils.add_workers_to_qualification(client, [pid(1)], group.id)
+    assert set(mephisto_on_prolific.members[group.id]) == {pid(1)}
+    assert [c.path for c in mephisto_on_prolific.writes()] == [
+        f"workspaces/{workspace.id}/projects/", "participant-groups/", f"participant-groups/{group.id}/participants/"]
