@@ -37,12 +37,12 @@ os.environ["HOME"] = tempfile.mkdtemp(prefix="mephisto-quals-bench-home-")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from mephisto.abstractions.databases.local_database import LocalMephistoDB  # noqa: E402
-from prolific_standin import StandIn  # noqa: E402
 
 from mephisto_quals.admin import grants  # noqa: E402
 from mephisto_quals.providers.prolific.client import ProlificClient, Retry  # noqa: E402
 from mephisto_quals.providers.prolific.groups import group_name  # noqa: E402
 from mephisto_quals.providers.prolific.sync import apply_sync  # noqa: E402
+from prolific_standin import StandIn  # noqa: E402
 
 QUAL = "trusted"
 
