@@ -23,7 +23,7 @@ from mephisto.abstractions.databases.local_database import LocalMephistoDB
 from mephisto_quals.admin.grants import grant
 from mephisto_quals.admin.queries import holders
 from mephisto_quals.cli.main import cli
-from mephisto_quals.errors import ProlificError, ProlificLiveRefused
+from mephisto_quals.errors import ProlificError, ProlificLiveRefused, UnknownQualificationError
 from mephisto_quals.providers.prolific.client import ProlificClient, Retry, find_api_key
 from mephisto_quals.providers.prolific.groups import group_name, mapped_groups
 from mephisto_quals.providers.prolific.sync import (
@@ -240,6 +240,18 @@ def test_cli_live_without_live_exits_2(db: LocalMephistoDB, no_network: List[Any
         assert result.exit_code == 2, result.output
         assert "api.prolific.com" in flat(result.output) and "--live" in flat(result.output)
     assert no_network == []
+
+
+def test_cli_live_with_live_still_asks_before_writing(db: LocalMephistoDB, no_network: List[Any],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROLIFIC_BASE_URL", LIVE_URL)
+    monkeypatch.setenv("PROLIFIC_API_KEY", "k")
+    result = CliRunner().invoke(cli, ["grant", "trusted", pid(2), "--prolific", "--live", "--create", "--db", db.db_path],
+                                input="n\n")
+    assert result.exit_code == 1 and "LIVE Prolific (api.prolific.com" in result.output
+    assert no_network == []  # asked before any request: nothing sent, nothing granted
+    with pytest.raises(UnknownQualificationError):
+        holders(db, "trusted")
 
 
 def test_cli_bad_participant_ids_exit_2_naming_the_id(db: LocalMephistoDB, prolific_env: StandIn) -> None:
