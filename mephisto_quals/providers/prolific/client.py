@@ -270,7 +270,9 @@ class ProlificClient:
         return self.post(f"workspaces/{workspace_id}/projects/", {"title": title})
 
     def participant_groups(self, workspace_id: str) -> List[Dict[str, Any]]:
-        return list(self.pages("participant-groups/", workspace_id=workspace_id))
+        """The workspace's groups. The reference documents ``filter[workspace_id]``, older clients
+        (Mephisto 1.5.2) send ``workspace_id``/``project_id``: both are sent."""
+        return list(self.pages("participant-groups/", **{"workspace_id": workspace_id, "filter[workspace_id]": workspace_id}))
 
     def participant_group(self, group_id: str) -> Optional[Dict[str, Any]]:
         """The group, or None when Prolific has no (live) group with this id."""
