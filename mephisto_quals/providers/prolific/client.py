@@ -272,7 +272,8 @@ class ProlificClient:
     def participant_groups(self, workspace_id: str) -> List[Dict[str, Any]]:
         """The workspace's groups. The reference documents ``filter[workspace_id]``, older clients
         (Mephisto 1.5.2) send ``workspace_id``/``project_id``: both are sent."""
-        return list(self.pages("participant-groups/", **{"workspace_id": workspace_id, "filter[workspace_id]": workspace_id}))
+        query = {"workspace_id": workspace_id, "filter[workspace_id]": workspace_id}
+        return list(self.pages("participant-groups/", **query))
 
     def participant_group(self, group_id: str) -> Optional[Dict[str, Any]]:
         """The group, or None when Prolific has no (live) group with this id."""
