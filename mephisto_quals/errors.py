@@ -15,6 +15,10 @@ __all__ = [
     "UnknownQualificationError",
     "InputError",
     "OperationFailed",
+    "ProlificError",
+    "ProlificRefused",
+    "ProlificLiveRefused",
+    "ProlificInputError",
 ]
 
 
@@ -89,3 +93,24 @@ class OperationFailed(QualsError, RuntimeError):
     """
 
     exit_code = 1
+
+
+class ProlificError(OperationFailed):
+    """A Prolific call failed (unreachable, retries used up, an unexpected answer): what succeeded is kept."""
+
+
+class ProlificRefused(ProlificError):
+    """Prolific answered a request with an error status (4xx/5xx after retries); ``status`` and ``body`` say which."""
+
+    def __init__(self, message: str, status: int = 0, body: Any = None):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class ProlificLiveRefused(InputError):
+    """A call to the real Prolific (a non-loopback base URL: real money, no sandbox) without ``live_ok``/``--live``."""
+
+
+class ProlificInputError(InputError):
+    """Bad input for Prolific (a participant id that is not 24 hex characters, no API key): nothing was sent."""

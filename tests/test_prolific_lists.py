@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from typing import Any
 
@@ -28,6 +29,13 @@ NOW = float(int(time.time()))  # real time: the commands use the clock
 P1, P2, P3, P4 = ("5f0c" + c * 20 for c in "1234")
 EXPIRED = "60aa" + "e" * 20
 BAD = "alice-on-prolific"
+
+
+def bad_worker(db: LocalMephistoDB) -> str:
+    """A Prolific worker named BAD, as an older Mephisto or another tool could have left it (grants refuse the name)."""
+    with sqlite3.connect(db.db_path) as conn:
+        cursor = conn.execute("INSERT INTO workers (worker_name, provider_type) VALUES (?, 'prolific')", (BAD,))
+        return str(cursor.lastrowid)
 
 
 @pytest.fixture
@@ -90,7 +98,7 @@ def test_formatted_text_pastes_into_a_task_config(lists: LocalMephistoDB, fmt: s
 
 
 def test_holders_who_are_not_participant_ids_are_reported(lists: LocalMephistoDB) -> None:
-    grant(lists, "trusted", [BAD], provider="prolific", now=NOW)
+    grant(lists, "trusted", [bad_worker(lists)], now=NOW)  # --provider prolific refuses BAD now
     with pytest.raises(QualsConfigError) as raised:
         prolific_requirements(lists, allowlists=["trusted"], now=NOW)
     (problem,) = raised.value.problems
@@ -141,7 +149,7 @@ def test_export_prolific_command(lists: LocalMephistoDB) -> None:
     assert "1 holder(s) are not Prolific participants" in allow.stderr
     block = invoke(lists, "banned", "--block", "--format", "json")
     assert block.exit_code == 0 and json.loads(block.stdout) == [{"name": "CustomBlacklistEligibilityRequirement", "black_list": [P4]}]
-    grant(lists, "trusted", [BAD], provider="prolific")
+    grant(lists, "trusted", [bad_worker(lists)])
     strict = invoke(lists, "trusted", "--strict")
     assert strict.exit_code == 2 and BAD in strict.stderr and strict.stdout == ""
     unknown = invoke(lists, "trustd")

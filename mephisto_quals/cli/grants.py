@@ -14,9 +14,17 @@ import rich_click as click
 
 from mephisto_quals.cli.base import RichQualsCommand
 from mephisto_quals.cli.database import resolve_db
-from mephisto_quals.cli.options import (db_option, dry_run_option, files_option, mturk_options, progress_option,
-                                        provider_option, verbose_option)
+from mephisto_quals.cli.options import (
+    db_option,
+    dry_run_option,
+    files_option,
+    mturk_options,
+    progress_option,
+    provider_option,
+    verbose_option,
+)
 from mephisto_quals.cli.output import Progress, finish, out, print_report, show_value, table
+from mephisto_quals.cli.sync import prolific_options
 from mephisto_quals.errors import InputError
 
 __all__ = ["grant", "revoke", "reset_onboarding", "prune", "import_csv", "COMMANDS", "SOURCE"]
@@ -96,6 +104,34 @@ def on_mturk(
     return run(path, qualification, names, requester=requester, live_ok=live, dry_run=dry_run, **kwargs)
 
 
+def on_prolific(action: str, path: str, qualification: str, names: List[str], workspace: str, requester: Optional[str],
+                live: bool, yes: bool, provider: Optional[str], dry_run: bool, **kwargs: Any) -> Any:
+    """Grant or revoke in the list's Prolific group and record locally; the real Prolific needs --live and consent."""
+    from mephisto_quals.cli.sync import confirm_prolific_writes, prolific_client
+    from mephisto_quals.providers.prolific.sync import grant_on_prolific, revoke_on_prolific
+
+    if provider and provider != "prolific":
+        raise InputError(f"--provider {provider} with --prolific: Prolific workers are named by participant id")
+    client = prolific_client(live, requester)
+    if not dry_run:
+        confirm_prolific_writes(client, len(names), f"{action} '{qualification}'", yes)
+    run = grant_on_prolific if action == "grant" else revoke_on_prolific
+    return run(path, qualification, names, workspace=workspace, client=client, live_ok=live, dry_run=dry_run, **kwargs)
+
+
+def import_to_prolific(path: str, qualification: str, rows: List[Any], workspace: str, requester: Optional[str],
+                       live: bool, yes: bool, create: bool, dry_run: bool, now: float) -> Any:
+    """An import's rows into the list's Prolific group, then locally (as ``on_prolific``)."""
+    from mephisto_quals.cli.sync import confirm_prolific_writes, prolific_client
+    from mephisto_quals.providers.prolific.sync import import_on_prolific
+
+    client = prolific_client(live, requester)
+    if not dry_run:
+        confirm_prolific_writes(client, len(rows), f"import '{qualification}'", yes)
+    return import_on_prolific(path, qualification, rows, create=create, source=SOURCE, dry_run=dry_run, now=now,
+                              workspace=workspace, client=client, live_ok=live)
+
+
 @click.command(cls=RichQualsCommand)
 @click.argument("qualification")
 @click.argument("workers", nargs=-1)
@@ -110,6 +146,7 @@ def on_mturk(
                    "characters, shown by the review app).")
 @files_option
 @mturk_options
+@prolific_options
 @dry_run_option
 @verbose_option
 @progress_option
@@ -120,6 +157,7 @@ def grant(
     files: Tuple[Any, ...],
     requester: Optional[str], live: bool, yes: bool, dry_run: bool,
     verbose: bool, progress: Optional[bool], db: Optional[str],
+    prolific: bool = False, workspace: str = "My Workspace", prolific_requester: Optional[str] = None,
 ) -> None:
     """Grant a qualification (one value) to workers.
 
@@ -143,6 +181,14 @@ def grant(
     path = resolve_db(db)
     now = time.time()
     expires = expiry(expires_in, expires_at, now)
+    if prolific and requester:
+        raise click.UsageError("--prolific or --requester (MTurk), not both")
+    if description is not None and (prolific or requester):
+        raise click.UsageError("--description works with local grants only (not with --prolific or --requester)")
+    if prolific:
+        finish(print_report(on_prolific("grant", path, qualification, names, workspace, prolific_requester, live, yes,
+                                        provider, dry_run, value=value, reason=reason, expires_at=expires), verbose))
+        return
     if requester:
         report = on_mturk("grant", path, qualification, names, requester, live, yes, provider, dry_run,
                           value=value, reason=reason, expires_at=expires)
@@ -163,6 +209,7 @@ def grant(
 @click.option("--reason", help="Why; recorded in the audit.")
 @files_option
 @mturk_options
+@prolific_options
 @dry_run_option
 @verbose_option
 @progress_option
@@ -171,6 +218,7 @@ def revoke(
     qualification: str, workers: Tuple[str, ...], provider: Optional[str], reason: Optional[str], files: Tuple[Any, ...],
     requester: Optional[str], live: bool, yes: bool, dry_run: bool, verbose: bool, progress: Optional[bool],
     db: Optional[str],
+    prolific: bool = False, workspace: str = "My Workspace", prolific_requester: Optional[str] = None,
 ) -> None:
     """Revoke a qualification from workers.
 
@@ -187,6 +235,12 @@ def revoke(
 
     names = workers_from(workers, files)
     path = resolve_db(db)
+    if prolific and requester:
+        raise click.UsageError("--prolific or --requester (MTurk), not both")
+    if prolific:
+        finish(print_report(on_prolific("revoke", path, qualification, names, workspace, prolific_requester, live, yes,
+                                        provider, dry_run, reason=reason), verbose))
+        return
     if requester:
         report = on_mturk("revoke", path, qualification, names, requester, live, yes, provider, dry_run, reason=reason)
         finish(print_report(report, verbose))
@@ -274,6 +328,9 @@ def prune(dry_run: bool, db: Optional[str]) -> None:
 @click.option("--description", metavar="TEXT",
               help="With --create: the new qualification's description (Mephisto 1.5.2 databases; up to 500 "
                    "characters, shown by the review app).")
+@prolific_options
+@click.option("--live", is_flag=True, help="With --prolific: allow the real (non-loopback) Prolific.")
+@click.option("--yes", is_flag=True, help="With --prolific: do not ask before writing to the real Prolific.")
 @dry_run_option
 @verbose_option
 @progress_option
@@ -281,6 +338,8 @@ def prune(dry_run: bool, db: Optional[str]) -> None:
 def import_csv(
     qualification: str, csv_file: Any, provider: Optional[str], reason: Optional[str], create: bool,
     description: Optional[str], dry_run: bool, verbose: bool, progress: Optional[bool], db: Optional[str],
+    prolific: bool = False, workspace: str = "My Workspace", prolific_requester: Optional[str] = None,
+    live: bool = False, yes: bool = False,
 ) -> None:
     """Grant a qualification from a CSV file, one value (and expiry, reason) per worker.
 
@@ -304,9 +363,13 @@ def import_csv(
     from mephisto_quals.admin.csv_io import read_grant_csv
 
     now = time.time()
-    rows = read_grant_csv(csv_file, provider, reason, now)
+    rows = read_grant_csv(csv_file, provider or ("prolific" if prolific else None), reason, now)
     path = resolve_db(db)
     grant_rows = [grants.GrantRow(r.worker, r.value, r.provider, r.expires_at, r.reason) for r in rows]
+    if prolific:
+        finish(print_report(import_to_prolific(path, qualification, grant_rows, workspace, prolific_requester, live,
+                                               yes, create, dry_run, now), verbose))
+        return
     with Progress(len(rows), progress, f"import {qualification}") as bar:  # one transaction: all or nothing
         report = grants.grant_rows(path, qualification, grant_rows, source=SOURCE, create=create,
                                    description=description, dry_run=dry_run, progress=bar, now=now)

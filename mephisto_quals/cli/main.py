@@ -2,7 +2,7 @@
 
 Laid out as Mephisto's own ``mephisto/client/cli.py``: this root is short, each group of
 commands lives in its own module (``grants``, ``queries``, ``eligibility``, ``review``,
-``mturk``, ``prolific``, ``wut``, ``maintenance``), and heavy imports (Mephisto, OmegaConf, the grants API)
+``sync``, ``mturk``, ``prolific``, ``wut``, ``maintenance``), and heavy imports (Mephisto, OmegaConf, the grants API)
 happen inside the command bodies, so ``--help`` stays fast and does not import Mephisto.
 Errors become clean messages in one place (:mod:`mephisto_quals.cli.base`). Exit codes: 0
 success, 1 a worker or an operation failed (what succeeded is kept), 2 bad usage or input
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import rich_click as click
 
-from mephisto_quals.cli import eligibility, grants, maintenance, mturk, prolific, queries, review, wut
+from mephisto_quals.cli import eligibility, grants, maintenance, mturk, prolific, queries, review, sync, wut
 from mephisto_quals.cli.base import CONTEXT_SETTINGS, RichQualsGroup
 
 __all__ = ["cli", "main", "attach_commands", "COMMAND_MODULES"]
@@ -38,7 +38,7 @@ def cli() -> None:
 
 
 #: The modules whose ``COMMANDS`` the root group attaches.
-COMMAND_MODULES = (wut, grants, queries, eligibility, review, mturk, prolific, maintenance)
+COMMAND_MODULES = (wut, grants, queries, eligibility, review, sync, mturk, prolific, maintenance)
 
 
 def attach_commands(group: click.Group) -> None:

@@ -1,4 +1,4 @@
-"""MTurk commands: ``sync plan|apply``, ``qual-types apply`` and ``requests list|decide``.
+"""MTurk commands: ``qual-types apply`` and ``requests list|decide`` (``sync`` is in :mod:`mephisto_quals.cli.sync`).
 
 The sandbox is the default everywhere: a live requester needs ``--live`` (else exit 2,
 nothing read or written), and a command that would change live MTurk asks first, naming the
@@ -19,14 +19,11 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 import click
 
 from mephisto_quals.cli.base import QualsGroup, is_botocore_error, mturk_failure
-from mephisto_quals.cli.database import context_value, open_database, resolve_db
-from mephisto_quals.cli.options import db_option, requester_options, sync_options
+from mephisto_quals.cli.database import context_value, resolve_db
+from mephisto_quals.cli.options import db_option, requester_options
 from mephisto_quals.errors import InputError, OperationFailed
 
-__all__ = ["sync", "qual_types", "requests_group", "require_live_flag", "confirm_live_writes", "COMMANDS"]
-
-SHOW_DEFAULT = 20
-
+__all__ = ["qual_types", "requests_group", "require_live_flag", "confirm_live_writes", "COMMANDS"]
 
 def require_live_flag(db: Any, requester: str, live: bool) -> Any:
     """Find the requester; a live one without ``--live`` stops here with exit 2. Returns its RequesterInfo."""
@@ -79,71 +76,6 @@ def mturk_client(db: str, requester: str, live: bool, yes: bool, writes: bool) -
 def side(sandbox: bool) -> str:
     """How a requester is named in summaries: sandbox or LIVE."""
     return "sandbox" if sandbox else "LIVE"
-
-
-# --- sync -----------------------------------------------------------------------------------------
-
-def show_plan(plan: Any, show: int) -> None:
-    """The plan's summary and its first ``show`` writes."""
-    click.echo(plan.summary())
-    items = plan.items
-    for item in items[:show]:
-        click.echo(f"  {item.describe()}")
-    if len(items) > show:
-        click.echo(f"  ... and {len(items) - show} more (--show N)")
-
-
-@click.group(cls=QualsGroup)
-def sync() -> None:
-    """Make MTurk's grants of a qualification equal Mephisto's (local grants are the truth)."""
-
-
-@sync.command("plan")
-@sync_options
-@click.option("--show", type=int, default=SHOW_DEFAULT, show_default=True, help="List at most N planned writes.")
-def sync_plan(qualification: str, requester: str, live: bool, no_revoke: bool, db: Optional[str], show: int) -> None:
-    """Show what 'sync apply' would send to MTurk for QUALIFICATION (reads MTurk, writes nothing)."""
-    from mephisto_quals.providers.mturk.sync import plan_sync
-
-    database = open_database(db)
-    require_live_flag(database, requester, live)
-    with resumable():
-        plan = plan_sync(database, qualification, requester, client=context_value("mturk_client"), live_ok=live,
-                         revoke=not no_revoke)
-    show_plan(plan, show)
-
-
-@sync.command("apply")
-@sync_options
-@click.option("--yes", is_flag=True, help="Do not ask before writing to a live requester.")
-@click.option("--dry-run", is_flag=True, help="Plan and print; write nothing.")
-@click.option("--reason", default=None, help="Message MTurk shows the workers whose grant is revoked (its Reason).")
-@click.option("--show", type=int, default=SHOW_DEFAULT, show_default=True, help="List at most N planned writes.")
-def sync_apply(qualification: str, requester: str, live: bool, no_revoke: bool, db: Optional[str], yes: bool,
-               dry_run: bool, reason: Optional[str], show: int) -> None:
-    """Send MTurk only the difference for QUALIFICATION; run it again to resume an interrupted apply."""
-    from mephisto_quals.providers.mturk.sync import apply_sync, plan_sync
-
-    database = open_database(db)
-    info = require_live_flag(database, requester, live)
-    client = context_value("mturk_client")
-    with resumable():
-        plan = plan_sync(database, qualification, requester, client=client, live_ok=live, revoke=not no_revoke)
-    show_plan(plan, show)
-    if dry_run:
-        click.echo("dry run: nothing written")
-        return
-    if plan.write_calls == 0:
-        click.echo("MTurk already matches: nothing to write")
-        return
-    confirm_live_writes(info, plan.write_calls, f"sync '{qualification}'", yes)
-    with resumable():
-        report = apply_sync(database, plan, client=client, live_ok=live, reason=reason)
-    click.echo(report.summary())
-    for outcome in report.failed:
-        click.echo(f"  failed {outcome.worker}: {outcome.error}", err=True)
-    if report.failed:
-        sys.exit(1)
 
 
 # --- qual-types -----------------------------------------------------------------------------------
@@ -294,4 +226,13 @@ def decide_command(
 
 
 #: In the order the root group lists them.
-COMMANDS = (sync, qual_types, requests_group)
+COMMANDS = (qual_types, requests_group)
+
+
+def __getattr__(name: str) -> Any:
+    """``sync`` moved to :mod:`mephisto_quals.cli.sync`; still importable from here."""
+    if name == "sync":
+        from mephisto_quals.cli.sync import sync
+
+        return sync
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

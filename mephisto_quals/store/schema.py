@@ -12,8 +12,9 @@ from typing import Dict, List, Optional
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "schema_version", "ensure_schema", "add_stand_ins", "our_objects"]
 
-#: The layout this code reads and writes. 1 = mephisto-quals 0.1 (unversioned), 2 = this one.
-SCHEMA_VERSION = 2
+#: The layout this code reads and writes. 1 = mephisto-quals 0.1 (unversioned), 2 = 0.2's first layout,
+#: 3 = adds the Prolific participant-group mapping.
+SCHEMA_VERSION = 3
 
 #: A one-row view holding our version: no table row to write, nothing of Mephisto's named.
 VERSION_TABLE = "mephisto_quals_schema"
@@ -91,6 +92,18 @@ MTURK_JOURNAL = """CREATE TABLE IF NOT EXISTS mephisto_quals_mturk_journal (
     PRIMARY KEY (plan_id, item)
 )"""
 
+#: Which Prolific participant group holds a local qualification's list, per workspace (version 3).
+PROLIFIC_GROUPS = """CREATE TABLE IF NOT EXISTS mephisto_quals_prolific_groups (
+    qualification TEXT NOT NULL,
+    workspace_id TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    group_name TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    synced_at REAL,
+    synced_members INTEGER,
+    PRIMARY KEY (qualification, workspace_id)
+)"""
+
 #: Our tables by name, in creation order.
 TABLES: Dict[str, str] = {
     "mephisto_quals_grant_meta": GRANT_META,
@@ -98,6 +111,7 @@ TABLES: Dict[str, str] = {
     "mephisto_quals_audit_change": AUDIT_CHANGE,
     "mephisto_quals_review_applied": REVIEW_APPLIED,
     "mephisto_quals_mturk_journal": MTURK_JOURNAL,
+    "mephisto_quals_prolific_groups": PROLIFIC_GROUPS,
 }
 
 INDEXES: List[str] = [
@@ -189,6 +203,11 @@ def _to_v2(conn: sqlite3.Connection) -> None:
         )
 
 
+def _to_v3(conn: sqlite3.Connection) -> None:
+    """Add the Prolific participant-group mapping (a new table; nothing else changes)."""
+    conn.execute(PROLIFIC_GROUPS)
+
+
 def ensure_schema(conn: sqlite3.Connection) -> bool:
     """Create or upgrade our tables to :data:`SCHEMA_VERSION`; the caller holds a write
     transaction. Returns whether anything changed."""
@@ -204,7 +223,9 @@ def ensure_schema(conn: sqlite3.Connection) -> bool:
         )
     if version == 1:
         _upgrade_legacy(conn)
-    _to_v2(conn)
+    if version is None or version < 2:
+        _to_v2(conn)
+    _to_v3(conn)
     for statement in INDEXES + [AUDIT_VIEW, AUDIT_INSERT]:
         conn.execute(statement)
     conn.execute(f"DROP VIEW IF EXISTS {VERSION_TABLE}")

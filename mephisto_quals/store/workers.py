@@ -13,13 +13,22 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 from mephisto_quals.store.mephisto import random_id, uses_random_ids
 from mephisto_quals.store.session import chunks
 
-__all__ = ["WorkerRef", "SANDBOX_PROVIDERS", "mephisto_worker_name", "parse_refs", "resolve_workers", "provider_types"]
+__all__ = ["WorkerRef", "SANDBOX_PROVIDERS", "PROLIFIC_ID_RULE", "is_prolific_participant_id", "mephisto_worker_name",
+           "parse_refs", "resolve_workers", "provider_types"]
 
 #: Providers whose workers Mephisto names with a ``_sandbox`` suffix.
 SANDBOX_PROVIDERS = {"mock", "mturk_sandbox"}
 KNOWN_PROVIDERS = {"mock", "mturk", "mturk_sandbox", "prolific", "inhouse"}
 _MTURK_WORKER = re.compile(r"^A[A-Z0-9]{1,63}$")
 _SPACE = re.compile(r"\s")
+_PROLIFIC_PARTICIPANT = re.compile(r"^[0-9a-f]{24}$")
+#: What a refused Prolific participant id is told.
+PROLIFIC_ID_RULE = "not a Prolific participant id (24 lowercase hexadecimal characters, e.g. 5e9b9c9b0f9c9a0001b0b1f5)"
+
+
+def is_prolific_participant_id(text: object) -> bool:
+    """A Prolific participant id: 24 lowercase hexadecimal characters (a MongoDB ObjectId)."""
+    return isinstance(text, str) and bool(_PROLIFIC_PARTICIPANT.match(text))
 
 
 class WorkerRef(NamedTuple):
@@ -44,7 +53,7 @@ def parse_refs(
     """Turn what the caller gave into references, with a reason for each one refused.
 
     Without ``provider`` each entry is a Mephisto worker id; with it, a provider worker name
-    (MTurk worker ids must look like ``A1B2C3...``).
+    (MTurk worker ids must look like ``A1B2C3...``, Prolific ids are 24 hex characters).
     """
     if provider is not None and provider not in KNOWN_PROVIDERS:
         raise ValueError(f"provider: {provider!r} is not known; use one of {', '.join(sorted(KNOWN_PROVIDERS))}")
@@ -67,6 +76,8 @@ def parse_refs(
             refused[given] = "worker names contain no whitespace"
         elif provider.startswith("mturk") and not _MTURK_WORKER.match(given.removesuffix("_sandbox")):
             refused[given] = "not an MTurk worker id (A followed by capital letters and digits)"
+        elif provider == "prolific" and not is_prolific_participant_id(given):
+            refused[given] = PROLIFIC_ID_RULE
         else:
             refs.append(WorkerRef(given, None, mephisto_worker_name(given, provider), provider))
     return refs, refused
