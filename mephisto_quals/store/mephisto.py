@@ -11,11 +11,12 @@ and the installed code rather than from version numbers (every git tag says 1.1.
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import sqlite3
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["mephisto_connection", "find_granted", "has_column", "uses_random_ids", "random_id", "RANDOM_ID_RANGE"]
+__all__ = ["mephisto_connection", "find_granted", "mephisto_migrations", "has_column", "uses_random_ids", "random_id", "RANDOM_ID_RANGE"]
 
 #: Mephisto 1.4+'s ``make_randomized_int_id`` range.
 RANDOM_ID_RANGE = (1_000_000, 2**63 - 1)
@@ -34,6 +35,16 @@ def find_granted(db: Any, qualification_id: Optional[str] = None, worker_id: Opt
     installed Mephisto offers without a deprecation warning (by keyword: the order differs)."""
     find = getattr(db, "find_granted_qualifications", None) or db.check_granted_qualifications
     return list(find(qualification_id=qualification_id, worker_id=worker_id))
+
+
+def mephisto_migrations() -> List[str]:
+    """Names of the database migrations the installed Mephisto applies when a LocalMephistoDB opens a
+    file (1.4+ rebuilds its tables in the first one); empty for a Mephisto without that framework."""
+    if importlib.util.find_spec("mephisto.abstractions.databases.migrations") is None:
+        return []
+    from mephisto.abstractions.databases.migrations import migrations
+
+    return list(migrations)
 
 
 def has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
