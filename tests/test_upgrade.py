@@ -351,10 +351,9 @@ def legacy_here(db: LocalMephistoDB) -> Path:
     grants.grant(db, "trial", ["alice"], provider="mock", value=5, expires_in="10s", now=T0, create=True)
     conn = sqlite3.connect(db.db_path, isolation_level=None)
     try:
-        for name in [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'mephisto_quals%'"
-                                                " AND type IN ('view', 'trigger')")]:
-            kind = conn.execute("SELECT type FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0]
-            conn.execute(f"DROP {kind} IF EXISTS {name}")
+        for name, kind in conn.execute("SELECT name, type FROM sqlite_master WHERE name LIKE 'mephisto_quals%'"
+                                       " AND type IN ('view', 'trigger')").fetchall():
+            conn.execute(f"DROP {kind} IF EXISTS {name}")  # a view's triggers go with it
         for name in [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'mephisto_quals%'"
                                                 " AND type = 'table'")]:
             conn.execute(f"DROP TABLE {name}")
