@@ -12,7 +12,6 @@ tables second) run on both lines.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3

@@ -148,7 +148,7 @@ def _install_recorder() -> None:
         return result
 
     on_message._mephisto_quals_recorder = True  # type: ignore[attr-defined]
-    handler.on_message = on_message  # type: ignore[method-assign]
+    handler.on_message = on_message
 
 
 def _record_answers(server: Any) -> Dict[str, Dict[str, Any]]:

@@ -16,7 +16,10 @@ import random
 import sqlite3
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["mephisto_connection", "find_granted", "mephisto_migrations", "has_column", "uses_random_ids", "random_id", "RANDOM_ID_RANGE"]
+__all__ = [
+    "mephisto_connection", "find_granted", "mephisto_migrations", "has_column", "uses_random_ids", "random_id",
+    "RANDOM_ID_RANGE",
+]
 
 #: Mephisto 1.4+'s ``make_randomized_int_id`` range.
 RANDOM_ID_RANGE = (1_000_000, 2**63 - 1)
