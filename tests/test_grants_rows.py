@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
-from conftest import worker
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 from mephisto.abstractions.providers.mock.mock_worker import MockWorker
 from mephisto.data_model.worker import Worker
 from mephisto.operations.datatypes import WorkerFailureReasons
 from mephisto.utils.qualifications import find_or_create_qualification
 
+from conftest import worker
 from mephisto_quals.admin import grants
 from mephisto_quals.store.mephisto import RANDOM_ID_RANGE, uses_random_ids
 
