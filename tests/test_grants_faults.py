@@ -26,6 +26,7 @@ from mephisto_quals.compile import comparators as cmp
 from mephisto_quals.integration import gate
 from mephisto_quals.admin import grants
 from mephisto_quals.compile.requirements import Requirement
+from mephisto_quals.store.mephisto import mephisto_connection
 
 BIG = 100_000
 
@@ -234,14 +235,15 @@ def test_hostile_worker_names_and_texts_are_stored_literally(db: LocalMephistoDB
     assert by_id.counts() == {"failed": 3}
 
     with db.table_access_condition:
-        conn = db._get_connection()
+        conn = mephisto_connection(db)
         tables = {r["name"] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
-        names = [r["worker_name"] for r in conn.execute("SELECT worker_name FROM workers ORDER BY worker_id")]
+        # By name: Mephisto 1.4+ gives workers random ids, so id order is not creation order.
+        names = [r["worker_name"] for r in conn.execute("SELECT worker_name FROM workers ORDER BY worker_name")]
         quals = [r["qualification_name"] for r in conn.execute("SELECT qualification_name FROM qualifications")]
         granted = conn.execute("SELECT COUNT(*) AS n FROM granted_qualifications").fetchone()["n"]
         audit = conn.execute("SELECT worker_name, reason FROM mephisto_quals_audit ORDER BY audit_id").fetchall()
     assert {"workers", "qualifications", "granted_qualifications", "mephisto_quals_audit", "mephisto_quals_grant_meta"} <= tables
-    assert names == [f"{n}_sandbox" for n in HOSTILE]
+    assert names == sorted(f"{n}_sandbox" for n in HOSTILE)
     assert quals == [qualification]
     assert granted == len(HOSTILE)
     assert [(r["worker_name"], r["reason"]) for r in audit] == [(f"{n}_sandbox", reason) for n in HOSTILE]
@@ -263,7 +265,7 @@ def meph_worker(db: LocalMephistoDB, name: str) -> Worker:
 
 def live(db: LocalMephistoDB) -> Dict[tuple, int]:
     with db.table_access_condition:
-        rows = db._get_connection().execute(
+        rows = mephisto_connection(db).execute(
             """SELECT w.worker_name, q.qualification_name, g.value FROM granted_qualifications g
                JOIN workers w USING (worker_id) JOIN qualifications q USING (qualification_id)"""
         ).fetchall()
@@ -319,7 +321,7 @@ def test_expiry_boundary_is_the_same_for_check_worker_and_prune(db: LocalMephist
         ("score", "soon_sandbox", "expire", 4, None, t0 + 10, "expired"),
     ])
     with db.table_access_condition:
-        metas = db._get_connection().execute("SELECT COUNT(*) AS n FROM mephisto_quals_grant_meta WHERE expires_at <= ?",
+        metas = mephisto_connection(db).execute("SELECT COUNT(*) AS n FROM mephisto_quals_grant_meta WHERE expires_at <= ?",
                                              (t0 + 10,)).fetchone()["n"]
     assert metas == 0  # the orphaned meta row of 'gone' went too
     assert grants.prune(db, now=t0 + 10).outcomes == [] and len(_audit_rows(db)) == len(audit_before) + 2
@@ -328,7 +330,7 @@ def test_expiry_boundary_is_the_same_for_check_worker_and_prune(db: LocalMephist
 
 def _audit_rows(db: LocalMephistoDB) -> List[tuple]:
     with db.table_access_condition:
-        return [tuple(r) for r in db._get_connection().execute(
+        return [tuple(r) for r in mephisto_connection(db).execute(
             """SELECT qualification, worker_name, action, old_value, new_value, expires_at, reason
                FROM mephisto_quals_audit ORDER BY audit_id""")]
 

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import boto3
 import pytest
 from botocore.stub import Stubber
-from click.testing import CliRunner
+from conftest import cli_runner
 
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 
@@ -311,7 +311,7 @@ def test_requests_list_command(lists: LocalMephistoDB, requester: str) -> None:
     c = client()
     with Stubber(c) as stub:
         queue_listing(stub, [raw_request("R1", "A1ALLOW"), raw_request("R3", "A3OTHER")])
-        result = CliRunner(mix_stderr=False).invoke(
+        result = cli_runner().invoke(
             requests_group, ["list", "--requester", requester, "-q", "careful_reader", "--db", lists.db_path],
             obj={"mturk_client": c})
         stub.assert_no_pending_responses()
@@ -332,7 +332,7 @@ def test_requests_decide_command(lists: LocalMephistoDB, requester: str) -> None
         stub.add_response("accept_qualification_request", {}, {"QualificationRequestId": "R1", "IntegerValue": 1})
         stub.add_response("reject_qualification_request", {}, {"QualificationRequestId": "R2", "Reason": "Sorry"})
         stub.add_response("reject_qualification_request", {}, {"QualificationRequestId": "R3", "Reason": "Sorry"})
-        result = CliRunner(mix_stderr=False).invoke(
+        result = cli_runner().invoke(
             requests_group,
             ["decide", "--requester", requester, "-q", "careful_reader", "--accept-allowlisted", "trusted",
              "--reject-blocklisted", "banned", "--reject", "R3", "--reason", "Sorry", "--db", lists.db_path],
@@ -348,5 +348,5 @@ def test_requests_decide_command(lists: LocalMephistoDB, requester: str) -> None
 def test_requests_decide_needs_something_to_decide(lists: LocalMephistoDB, requester: str) -> None:
     from mephisto_quals.cli.mturk import requests_group
 
-    result = CliRunner(mix_stderr=False).invoke(requests_group, ["decide", "--requester", requester, "--db", lists.db_path])
+    result = cli_runner().invoke(requests_group, ["decide", "--requester", requester, "--db", lists.db_path])
     assert result.exit_code == 2 and "say what to decide" in result.stderr

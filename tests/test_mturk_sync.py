@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.stub import Stubber
-from click.testing import CliRunner
+from conftest import cli_runner
 from conftest import NetworkBlocked
 
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
@@ -650,7 +650,7 @@ def test_helpers_name_things_as_mephisto_does() -> None:
 
 def run_cli(db: LocalMephistoDB, turk: Optional[Turk], args: List[str], stdin: Optional[str] = None) -> Any:
     obj = {"db": db, "mturk_client": turk.client if turk else None}
-    return CliRunner(mix_stderr=False).invoke(sync, args, obj=obj, input=stdin)
+    return cli_runner().invoke(sync, args, obj=obj, input=stdin)
 
 
 def test_cli_plan_and_apply_on_the_sandbox(db: LocalMephistoDB, alice: str) -> None:

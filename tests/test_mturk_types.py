@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 import boto3
 import pytest
 from botocore.stub import Stubber
-from click.testing import CliRunner
+from conftest import cli_runner
 
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 
@@ -437,7 +437,7 @@ def test_apply_command_on_the_sandbox(db: LocalMephistoDB, types_file: Path) -> 
         stub.add_response("create_qualification_type", {"QualificationType": {"QualificationTypeId": type_id("careful_reader")}})
         stub.add_response("list_qualification_types", listing([]), list_params("screening_test_sandbox"))
         stub.add_response("create_qualification_type", {"QualificationType": {"QualificationTypeId": type_id("screening_test")}})
-        result = CliRunner(mix_stderr=False).invoke(
+        result = cli_runner().invoke(
             qual_types, ["apply", str(types_file), "--requester", name, "--db", db.db_path], obj={"mturk_client": c})
         stub.assert_no_pending_responses()
     assert result.exit_code == 0, (result.output, result.stderr)
@@ -452,7 +452,7 @@ def test_apply_command_refuses_a_live_requester_without_live_and_asks_with_it(db
 
     MTurkRequester.new(db, "boss")
     c = client(sandbox=False)
-    runner = CliRunner(mix_stderr=False)
+    runner = cli_runner()
     with Stubber(c) as stub:  # nothing queued: any call would fail
         refused = runner.invoke(qual_types, ["apply", str(types_file), "--requester", "boss", "--db", db.db_path],
                                 obj={"mturk_client": c})
@@ -472,7 +472,7 @@ def test_apply_command_reports_conflicts_with_exit_1(db: LocalMephistoDB, tmp_pa
     c = client()
     with Stubber(c) as stub:
         stub.add_response("list_qualification_types", listing([existing(RetryDelayInSeconds=60)]), list_params("q_sandbox"))
-        result = CliRunner(mix_stderr=False).invoke(
+        result = cli_runner().invoke(
             qual_types, ["apply", str(path), "--requester", name, "--db", db.db_path], obj={"mturk_client": c})
         stub.assert_no_pending_responses()
     assert result.exit_code == 1
@@ -490,7 +490,7 @@ def test_apply_command_refuses_a_bad_file_before_any_call(db: LocalMephistoDB, t
     """))
     c = client()
     with Stubber(c) as stub:
-        result = CliRunner(mix_stderr=False).invoke(
+        result = cli_runner().invoke(
             qual_types, ["apply", str(path), "--requester", name, "--db", db.db_path], obj={"mturk_client": c})
         stub.assert_no_pending_responses()
     assert result.exit_code == 2 and "qualification_types[0].test.question_form" in result.stderr

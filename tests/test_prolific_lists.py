@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from conftest import cli_runner
 from omegaconf import OmegaConf
 
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
@@ -139,7 +139,7 @@ def test_export_block(lists: LocalMephistoDB) -> None:
 def invoke(db: LocalMephistoDB, *args: str) -> Any:
     from mephisto_quals.cli.prolific import export_prolific_command
 
-    return CliRunner(mix_stderr=False).invoke(export_prolific_command, [*args, "--db", db.db_path])
+    return cli_runner().invoke(export_prolific_command, [*args, "--db", db.db_path])
 
 
 def test_export_prolific_command(lists: LocalMephistoDB) -> None:

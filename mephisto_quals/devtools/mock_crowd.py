@@ -112,27 +112,50 @@ class Arrival:
         return bool(self.agent_id) and not self.got_onboarding
 
 
-def _record_answers(server: Any) -> Dict[str, Dict[str, Any]]:
-    """Keep every answer the mock server receives, by request id.
+#: Attribute of a MockServer under which ``_record_answers`` files its answers.
+_ANSWERS_ATTR = "_mephisto_quals_answers"
+#: How many of 1.4+'s ``received_messages`` (every packet, 4-second status pings included) to keep.
+_KEEP_RECEIVED = 200
 
-    The mock server only remembers its last packet, which a status update can overwrite
-    before we read it; a subclass whose ``last_packet`` setter also files each answer
-    keeps them all.
+
+def _install_recorder() -> None:
+    """Wrap ``mock_architect.SocketHandler.on_message`` (same signature on 1.1.1 and 1.5.2) once.
+
+    Mephisto 1.1.1's mock server keeps only its ``last_packet`` (a status update can overwrite
+    an answer before we read it); 1.4+ appends every packet to ``received_messages`` without
+    bound. Reading the packet as it arrives works on both: the wrapper files each answer that
+    carries a ``request_id`` on servers that asked for it, and trims ``received_messages``.
     """
+    import json
+
+    from mephisto.abstractions.architects import mock_architect
+
+    handler = mock_architect.SocketHandler
+    if getattr(handler.on_message, "_mephisto_quals_recorder", False):
+        return
+    original = handler.on_message
+
+    def on_message(self: Any, message_text: Any) -> Any:
+        result = original(self, message_text)
+        answers = getattr(self.app, _ANSWERS_ATTR, None)
+        if answers is not None:
+            data = json.loads(message_text).get("data")
+            if isinstance(data, dict) and "request_id" in data:
+                answers[data["request_id"]] = data
+            received = getattr(self.app, "received_messages", None)
+            if isinstance(received, list) and len(received) > 2 * _KEEP_RECEIVED:
+                del received[:-_KEEP_RECEIVED]
+        return result
+
+    on_message._mephisto_quals_recorder = True  # type: ignore[attr-defined]
+    handler.on_message = on_message
+
+
+def _record_answers(server: Any) -> Dict[str, Dict[str, Any]]:
+    """Keep every answer ``server`` (a MockServer) receives from now on, by request id."""
+    _install_recorder()
     answers: Dict[str, Dict[str, Any]] = {}
-    base = type(server)
-
-    def _set(self: Any, packet: Optional[Dict[str, Any]]) -> None:
-        self.__dict__["last_packet"] = packet
-        data = (packet or {}).get("data")
-        if isinstance(data, dict) and "request_id" in data:
-            answers[data["request_id"]] = data
-
-    server.__class__ = type(
-        "RecordingMockServer",
-        (base,),
-        {"last_packet": property(lambda self: self.__dict__.get("last_packet"), _set)},
-    )
+    setattr(server, _ANSWERS_ATTR, answers)
     return answers
 
 

@@ -11,6 +11,7 @@ from mephisto_quals.compile.config import QualsArgs
 from mephisto_quals.compile.plan import QualsPlan, mephisto_appended, plan_for_run
 from mephisto_quals.integration.gate import install_gate
 from mephisto_quals.integration.shared_state import QualsSharedState, apply_plan, user_entries
+from mephisto_quals.store.mephisto import find_granted
 
 if TYPE_CHECKING:
     from mephisto.abstractions.blueprint import SharedTaskState
@@ -36,7 +37,7 @@ def ensure_qualifications(db: "MephistoDB", names: List[str]) -> Dict[str, str]:
 
 def holder_count(db: "MephistoDB", qualification_id: str) -> int:
     """How many workers hold a qualification (any value)."""
-    return len(db.check_granted_qualifications(qualification_id=qualification_id))
+    return len(find_granted(db, qualification_id=qualification_id))
 
 
 def _plan(args: "DictConfig", shared_state: "SharedTaskState") -> QualsPlan:

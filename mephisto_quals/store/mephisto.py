@@ -5,15 +5,21 @@ and the installed code rather than from version numbers (every git tag says 1.1.
 - Its migration drops AUTOINCREMENT and gives new workers (and runs, units...) random 63-bit
   ids; qualifications and grants stay sequential.
 - 1.5.2 adds ``qualifications.description`` and ``granted_qualifications.update_date``.
+- 1.5.2 deprecates ``MephistoDB.check_granted_qualifications`` for ``find_granted_qualifications``
+  (same keyword arguments, positional order swapped).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import sqlite3
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["mephisto_connection", "has_column", "uses_random_ids", "random_id", "RANDOM_ID_RANGE"]
+__all__ = [
+    "mephisto_connection", "find_granted", "mephisto_migrations", "has_column", "uses_random_ids", "random_id",
+    "RANDOM_ID_RANGE",
+]
 
 #: Mephisto 1.4+'s ``make_randomized_int_id`` range.
 RANDOM_ID_RANGE = (1_000_000, 2**63 - 1)
@@ -25,6 +31,23 @@ def mephisto_connection(db: Any) -> sqlite3.Connection:
     """The calling thread's connection of a LocalMephistoDB, on either Mephisto line."""
     get = getattr(db, "get_connection", None) or getattr(db, "_get_connection")
     return get()
+
+
+def find_granted(db: Any, qualification_id: Optional[str] = None, worker_id: Optional[str] = None) -> List[Any]:
+    """Mephisto's ``GrantedQualification`` objects matching the filters, through the API the
+    installed Mephisto offers without a deprecation warning (by keyword: the order differs)."""
+    find = getattr(db, "find_granted_qualifications", None) or db.check_granted_qualifications
+    return list(find(qualification_id=qualification_id, worker_id=worker_id))
+
+
+def mephisto_migrations() -> List[str]:
+    """Names of the database migrations the installed Mephisto applies when a LocalMephistoDB opens a
+    file (1.4+ rebuilds its tables in the first one); empty for a Mephisto without that framework."""
+    if importlib.util.find_spec("mephisto.abstractions.databases.migrations") is None:
+        return []
+    from mephisto.abstractions.databases.migrations import migrations
+
+    return list(migrations)
 
 
 def has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
