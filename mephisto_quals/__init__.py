@@ -108,25 +108,33 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS, register_stock_blueprints, with_quals
-    from mephisto_quals.compile.config import MTurkQualsConfig, QualsArgs, QualsConfig
     from mephisto_quals.admin.eligibility import explain, forecast
-    from mephisto_quals.errors import Problem, QualsConfigError, QualsError
-    from mephisto_quals.integration.gate import RequirementResult, check_worker
-    from mephisto_quals.admin.grants import BulkReport, UnknownQualificationError, WorkerOutcome, grant, prune, reset_onboarding, revoke, set_values
-    from mephisto_quals.integration.mixin import QualsRequired, ensure_qualifications
+    from mephisto_quals.admin.grants import (
+        BulkReport,
+        UnknownQualificationError,
+        WorkerOutcome,
+        grant,
+        prune,
+        reset_onboarding,
+        revoke,
+        set_values,
+    )
+    from mephisto_quals.admin.queries import history, holders, list_qualifications
+    from mephisto_quals.admin.review import apply_review, load_rules, plan_review
+    from mephisto_quals.compile.config import MTurkQualsConfig, QualsArgs, QualsConfig
     from mephisto_quals.compile.mturk import SYSTEM_QUALS
-    from mephisto_quals.providers.mturk.requests import decide, list_requests
+    from mephisto_quals.compile.plan import QualsPlan, plan_for_run, plan_from_quals
+    from mephisto_quals.compile.requirements import Requirement
+    from mephisto_quals.errors import Problem, QualsConfigError, QualsError
+    from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS, register_stock_blueprints, with_quals
+    from mephisto_quals.integration.gate import RequirementResult, check_worker
+    from mephisto_quals.integration.mixin import QualsRequired, ensure_qualifications
+    from mephisto_quals.integration.shared_state import QualsSharedState
     from mephisto_quals.providers.mturk.direct import grant_on_mturk, revoke_on_mturk
+    from mephisto_quals.providers.mturk.requests import decide, list_requests
     from mephisto_quals.providers.mturk.sync import apply_sync, plan_sync
     from mephisto_quals.providers.mturk.types import ensure_types, load_types
-    from mephisto_quals.compile.plan import QualsPlan, plan_for_run, plan_from_quals
     from mephisto_quals.providers.prolific.lists import prolific_requirements
-    from mephisto_quals.admin.queries import history, holders, list_qualifications
-    from mephisto_quals.compile.requirements import Requirement
-    from mephisto_quals.admin.review import apply_review, load_rules, plan_review
-    from mephisto_quals.integration.shared_state import QualsSharedState
-
 
 
 def __getattr__(name: str) -> Any:

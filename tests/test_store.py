@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Iterator, List
 
 import pytest
-from conftest import worker
 
+from conftest import worker
 from mephisto_quals.admin import grants, queries
+from mephisto_quals.compile.requirements import Requirement
 from mephisto_quals.errors import DatabaseError, SchemaError
 from mephisto_quals.integration.gate import check_worker
-from mephisto_quals.compile.requirements import Requirement
 from mephisto_quals.store import Session, schema
 from mephisto_quals.store import grants as grant_store
 

@@ -38,21 +38,25 @@ from mephisto.operations.operator import Operator  # noqa: E402
 from mephisto.operations.registry import get_blueprint_from_type  # noqa: E402
 from mephisto.tools.scripts import task_script  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
+from run_task import onboarding_is_valid, show_quals  # noqa: E402
 
 from mephisto_quals.devtools import pilot  # noqa: E402
 from mephisto_quals.devtools.mock_crowd import speed_up_mephisto  # noqa: E402
-from run_task import onboarding_is_valid, show_quals  # noqa: E402
 
 
 @task_script(default_config_file="example")
 def main(operator: Operator, cfg: DictConfig) -> None:
     architect, provider = cfg.mephisto.architect, cfg.mephisto.provider
     if architect._architect_type != "local" or provider._provider_type != "mock":
-        raise SystemExit("The pilot runs on the local architect with the mock provider "
-                         f"(got {architect._architect_type} / {provider._provider_type}); use run_task.py for others.")
+        raise SystemExit(
+            "The pilot runs on the local architect with the mock provider "
+            f"(got {architect._architect_type} / {provider._provider_type}); use run_task.py for others."
+        )
     if architect.get("server_type", "node") != "node":
-        raise SystemExit("The pilot uses Mephisto's node router (mephisto.architect.server_type=node); "
-                         "the flask router of Mephisto 1.1.1 does not work.")
+        raise SystemExit(
+            "The pilot uses Mephisto's node router (mephisto.architect.server_type=node); "
+            "the flask router of Mephisto 1.1.1 does not work."
+        )
     show_quals(cfg)
     speed_up_mephisto()  # short polling: Ctrl-C stops the run in about a second
     print(f"Mephisto data: {cfg.mephisto.datapath}")

@@ -53,8 +53,10 @@ class CrowdFailure:
 
     def explain(self) -> str:
         verb = "grant" if self.action in GRANTING else "revoke"
-        return (f"{self.provider}: could not {verb} '{self.qualification}' for {self.worker_name}: {self.error} "
-                "(the local change stands)")
+        return (
+            f"{self.provider}: could not {verb} '{self.qualification}' for {self.worker_name}: {self.error} "
+            "(the local change stands)"
+        )
 
 
 def _mephisto_db(db: Any) -> Any:

@@ -14,8 +14,16 @@ from mephisto_quals.store import grants as grant_store
 from mephisto_quals.store import qualifications as qual_store
 from mephisto_quals.store import reviews as review_store
 
-__all__ = ["Holder", "QualificationSummary", "AuditEntry", "holders", "list_qualifications", "description",
-           "history", "REVIEW_APP_SOURCE"]
+__all__ = [
+    "Holder",
+    "QualificationSummary",
+    "AuditEntry",
+    "holders",
+    "list_qualifications",
+    "description",
+    "history",
+    "REVIEW_APP_SOURCE",
+]
 
 #: The source of history entries read from Mephisto's ``worker_review`` table (the review app's grants).
 REVIEW_APP_SOURCE = "review_app"
@@ -68,8 +76,13 @@ class AuditEntry:
         return format_instant(self.at)
 
 
-def holders(db: Any, qualification: str, include_expired: bool = False, now: Optional[float] = None,
-            session: Optional[Session] = None) -> List[Holder]:
+def holders(
+    db: Any,
+    qualification: str,
+    include_expired: bool = False,
+    now: Optional[float] = None,
+    session: Optional[Session] = None,
+) -> List[Holder]:
     """Workers holding a qualification (expired grants excluded unless asked for)."""
     now = time.time() if now is None else now
     with session_for(db, session, readonly=True) as s:
@@ -79,11 +92,15 @@ def holders(db: Any, qualification: str, include_expired: bool = False, now: Opt
                 f"qualification {qualification!r} does not exist; list them with 'mephisto-quals list'"
             )
         rows = grant_store.holders(s.conn, found[qualification], now, include_expired)
-    return [Holder(r["worker_id"], r["worker_name"], r["provider_type"], r["value"], r["expires_at"], r["reason"])
-            for r in rows]
+    return [
+        Holder(r["worker_id"], r["worker_name"], r["provider_type"], r["value"], r["expires_at"], r["reason"])
+        for r in rows
+    ]
 
 
-def list_qualifications(db: Any, now: Optional[float] = None, session: Optional[Session] = None) -> List[QualificationSummary]:
+def list_qualifications(
+    db: Any, now: Optional[float] = None, session: Optional[Session] = None
+) -> List[QualificationSummary]:
     """Every qualification with how many workers hold it now, and how many grants expired."""
     now = time.time() if now is None else now
     with session_for(db, session, readonly=True) as s:
@@ -99,7 +116,10 @@ def description(db: Any, qualification: str, session: Optional[Session] = None) 
 
 
 def history(
-    db: Any, qualification: Optional[str] = None, worker: Optional[str] = None, limit: Optional[int] = None,
+    db: Any,
+    qualification: Optional[str] = None,
+    worker: Optional[str] = None,
+    limit: Optional[int] = None,
     session: Optional[Session] = None,
 ) -> List[AuditEntry]:
     """Recorded changes, newest first; filter by qualification and/or worker (id or name).
@@ -113,13 +133,35 @@ def history(
         rows = audit_store.read(s.conn, qualification, worker, limit)
         reviews = review_store.read(s.conn, qualification, worker, limit)
     entries = [
-        AuditEntry(r["at"], r["qualification"], r["worker_id"], r["worker_name"], r["action"], r["old_value"],
-                   r["new_value"], r["expires_at"], r["reason"], r["source"], r["os_user"])
+        AuditEntry(
+            r["at"],
+            r["qualification"],
+            r["worker_id"],
+            r["worker_name"],
+            r["action"],
+            r["old_value"],
+            r["new_value"],
+            r["expires_at"],
+            r["reason"],
+            r["source"],
+            r["os_user"],
+        )
         for r in rows
     ]
     entries += [
-        AuditEntry(r.at, r.qualification, r.worker_id, r.worker_name, r.action, None, r.new_value, None, r.reason,
-                   REVIEW_APP_SOURCE, "")
+        AuditEntry(
+            r.at,
+            r.qualification,
+            r.worker_id,
+            r.worker_name,
+            r.action,
+            None,
+            r.new_value,
+            None,
+            r.reason,
+            REVIEW_APP_SOURCE,
+            "",
+        )
         for r in reviews
     ]
     entries.sort(key=lambda e: e.at, reverse=True)  # stable: each source's own order is kept on ties

@@ -18,8 +18,16 @@ import rich_click as click
 
 from mephisto_quals.errors import QualsError
 
-__all__ = ["QualsGroup", "QualsCommand", "RichQualsGroup", "RichQualsCommand", "translate", "mturk_failure",
-           "is_botocore_error", "CONTEXT_SETTINGS"]
+__all__ = [
+    "QualsGroup",
+    "QualsCommand",
+    "RichQualsGroup",
+    "RichQualsCommand",
+    "translate",
+    "mturk_failure",
+    "is_botocore_error",
+    "CONTEXT_SETTINGS",
+]
 
 click.rich_click.SHOW_ARGUMENTS = True
 click.rich_click.USE_RICH_MARKUP = False  # worker names and reasons may contain [brackets]

@@ -25,6 +25,7 @@ from mephisto_quals.errors import InputError, OperationFailed
 
 __all__ = ["qual_types", "requests_group", "require_live_flag", "confirm_live_writes", "COMMANDS"]
 
+
 def require_live_flag(db: Any, requester: str, live: bool) -> Any:
     """Find the requester; a live one without ``--live`` stops here with exit 2. Returns its RequesterInfo."""
     from mephisto_quals.providers.mturk.client import MTurkError, find_requester
@@ -68,8 +69,12 @@ def mturk_client(db: str, requester: str, live: bool, yes: bool, writes: bool) -
 
     client, sandbox = client_for(db, requester, live_ok=live, client=context_value("mturk_client"))
     if not sandbox and writes and not yes:
-        click.confirm(f"'{requester}' is a LIVE MTurk requester: this changes real qualifications seen by real "
-                      "workers. Continue?", abort=True, err=True)
+        click.confirm(
+            f"'{requester}' is a LIVE MTurk requester: this changes real qualifications seen by real "
+            "workers. Continue?",
+            abort=True,
+            err=True,
+        )
     return client, sandbox
 
 
@@ -79,6 +84,7 @@ def side(sandbox: bool) -> str:
 
 
 # --- qual-types -----------------------------------------------------------------------------------
+
 
 @click.group("qual-types", cls=QualsGroup)
 def qual_types() -> None:
@@ -131,13 +137,15 @@ def apply_types(file: str, requester: str, live: bool, yes: bool, dry_run: bool,
     for r in results:
         counts[r.action] = counts.get(r.action, 0) + 1
     prefix = "dry run, nothing sent: " if dry_run else ""
-    click.echo(f"{prefix}{side(sandbox)} requester '{requester}': "
-               + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
+    click.echo(
+        f"{prefix}{side(sandbox)} requester '{requester}': " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
+    )
     if not ok:
         sys.exit(1)
 
 
 # --- requests -------------------------------------------------------------------------------------
+
 
 @click.group("requests", cls=QualsGroup)
 def requests_group() -> None:
@@ -147,8 +155,14 @@ def requests_group() -> None:
 @requests_group.command("list")
 @click.option("--requester", required=True, metavar="NAME", help="Mephisto MTurk requester.")
 @click.option("--live", is_flag=True, help="Allow a live requester (listing only reads).")
-@click.option("--qualification", "-q", "qualifications", multiple=True, metavar="Q",
-              help="Only requests for this type (name as declared, or an MTurk type id); repeatable. Default: all your types.")
+@click.option(
+    "--qualification",
+    "-q",
+    "qualifications",
+    multiple=True,
+    metavar="Q",
+    help="Only requests for this type (name as declared, or an MTurk type id); repeatable. Default: all your types.",
+)
 @db_option
 def list_command(requester: str, live: bool, qualifications: Tuple[str, ...], db: Optional[str]) -> None:
     """List pending qualification requests (every page).
@@ -164,19 +178,35 @@ def list_command(requester: str, live: bool, qualifications: Tuple[str, ...], db
     client, sandbox = mturk_client(path, requester, live, yes=True, writes=False)
     found = list_requests(client, qualifications, sandbox)
     for r in found:
-        when = r.submitted.isoformat() if hasattr(r.submitted, "isoformat") else (r.submitted or "")
+        when = r.submitted.isoformat() if r.submitted is not None else ""
         click.echo(f"{r.request_id}\t{r.qualification}\t{r.worker_id}\t{when}")
     click.echo(f"{len(found)} pending request(s) ({side(sandbox)} requester '{requester}')")
 
 
 @requests_group.command("decide")
 @requester_options
-@click.option("--qualification", "-q", "qualifications", multiple=True, metavar="Q",
-              help="Only requests for this type; repeatable. Default: all your types.")
-@click.option("--accept-allowlisted", "allowlists", multiple=True, metavar="QUAL",
-              help="Accept requests from workers holding this local qualification (live grants); repeatable: any of them.")
-@click.option("--reject-blocklisted", "blocklists", multiple=True, metavar="QUAL",
-              help="Reject requests from workers holding this local qualification; repeatable. Wins over --accept-allowlisted.")
+@click.option(
+    "--qualification",
+    "-q",
+    "qualifications",
+    multiple=True,
+    metavar="Q",
+    help="Only requests for this type; repeatable. Default: all your types.",
+)
+@click.option(
+    "--accept-allowlisted",
+    "allowlists",
+    multiple=True,
+    metavar="QUAL",
+    help="Accept requests from workers holding this local qualification (live grants); repeatable: any of them.",
+)
+@click.option(
+    "--reject-blocklisted",
+    "blocklists",
+    multiple=True,
+    metavar="QUAL",
+    help="Reject requests from workers holding this local qualification; repeatable. Wins over --accept-allowlisted.",
+)
 @click.option("--accept", "accept_ids", multiple=True, metavar="ID", help="Accept this request; repeatable.")
 @click.option("--reject", "reject_ids", multiple=True, metavar="ID", help="Reject this request; repeatable.")
 @click.option("--reason", help="Shown to rejected workers (default: a neutral sentence).")
@@ -184,9 +214,18 @@ def list_command(requester: str, live: bool, qualifications: Tuple[str, ...], db
 @click.option("--dry-run", is_flag=True, help="Show the decisions; send and write nothing.")
 @db_option
 def decide_command(
-    requester: str, live: bool, yes: bool, qualifications: Tuple[str, ...], allowlists: Tuple[str, ...],
-    blocklists: Tuple[str, ...], accept_ids: Tuple[str, ...], reject_ids: Tuple[str, ...], reason: Optional[str],
-    value: int, dry_run: bool, db: Optional[str],
+    requester: str,
+    live: bool,
+    yes: bool,
+    qualifications: Tuple[str, ...],
+    allowlists: Tuple[str, ...],
+    blocklists: Tuple[str, ...],
+    accept_ids: Tuple[str, ...],
+    reject_ids: Tuple[str, ...],
+    reason: Optional[str],
+    value: int,
+    dry_run: bool,
+    db: Optional[str],
 ) -> None:
     """Accept or reject pending qualification requests, and record every decision.
 
@@ -199,7 +238,14 @@ def decide_command(
       mephisto-quals requests decide --requester me --accept-allowlisted trusted --reject-blocklisted banned --dry-run
       mephisto-quals requests decide --requester me --accept 3ABC... --reject 3DEF... --reason "Please retake the test"
     """
-    from mephisto_quals.providers.mturk.requests import DEFAULT_REJECT_REASON, Rule, accept, decide, list_requests, reject
+    from mephisto_quals.providers.mturk.requests import (
+        DEFAULT_REJECT_REASON,
+        Rule,
+        accept,
+        decide,
+        list_requests,
+        reject,
+    )
 
     if not (allowlists or blocklists or accept_ids or reject_ids):
         raise click.UsageError("say what to decide: --accept-allowlisted, --reject-blocklisted, --accept or --reject")

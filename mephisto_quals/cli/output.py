@@ -9,8 +9,20 @@ import os
 import sys
 from typing import Any, Iterable, Optional
 
-__all__ = ["console", "out", "err", "table", "verdict", "show_value", "change", "Progress", "outcome_line",
-           "print_report", "print_notes", "finish"]
+__all__ = [
+    "console",
+    "out",
+    "err",
+    "table",
+    "verdict",
+    "show_value",
+    "change",
+    "Progress",
+    "outcome_line",
+    "print_report",
+    "print_notes",
+    "finish",
+]
 
 
 def console(stderr: bool = False) -> Any:
@@ -84,7 +96,7 @@ class Progress:
             self.bar.update(max(0, self.bar.total - self.bar.n))
             self.bar.close()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: Any) -> None:

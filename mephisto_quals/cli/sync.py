@@ -32,13 +32,24 @@ Decorator = Callable[..., Any]
 
 def prolific_options(f: Decorator) -> Decorator:
     """--prolific / --workspace / --prolific-requester: send the change to the list's Prolific participant group."""
-    f = click.option("--prolific-requester", metavar="NAME",
-                     help="Entry of ~/.prolific/credentials to use (default: $PROLIFIC_API_KEY, or the only entry).")(f)
-    f = click.option("--workspace", default="My Workspace", show_default=True, metavar="NAME",
-                     help="Prolific workspace (title or id) holding the list's participant group.")(f)
-    return click.option("--prolific", is_flag=True,
-                        help="Also make the change in the list's Prolific participant group (participant ids; "
-                             "a non-loopback Prolific needs --live).")(f)
+    f = click.option(
+        "--prolific-requester",
+        metavar="NAME",
+        help="Entry of ~/.prolific/credentials to use (default: $PROLIFIC_API_KEY, or the only entry).",
+    )(f)
+    f = click.option(
+        "--workspace",
+        default="My Workspace",
+        show_default=True,
+        metavar="NAME",
+        help="Prolific workspace (title or id) holding the list's participant group.",
+    )(f)
+    return click.option(
+        "--prolific",
+        is_flag=True,
+        help="Also make the change in the list's Prolific participant group (participant ids; "
+        "a non-loopback Prolific needs --live).",
+    )(f)
 
 
 def prolific_client(live: bool, requester: Optional[str] = None) -> Any:
@@ -56,8 +67,12 @@ def confirm_prolific_writes(client: Any, writes: int, what: str, yes: bool) -> N
 
     if writes == 0 or yes or is_loopback_url(client.base_url):
         return
-    click.confirm(f"{what} on LIVE Prolific ({urlsplit(client.base_url).hostname}; real participants, real money): "
-                  f"{writes} write call{'s' if writes != 1 else ''}. Go ahead?", abort=True, err=True)
+    click.confirm(
+        f"{what} on LIVE Prolific ({urlsplit(client.base_url).hostname}; real participants, real money): "
+        f"{writes} write call{'s' if writes != 1 else ''}. Go ahead?",
+        abort=True,
+        err=True,
+    )
 
 
 def show_plan(plan: Any, show: int) -> None:
@@ -73,8 +88,11 @@ def show_plan(plan: Any, show: int) -> None:
 def sync_target(f: Decorator) -> Decorator:
     """QUALIFICATION, --requester (MTurk) or --prolific, --live, --no-revoke, --db."""
     f = db_option(f)
-    f = click.option("--no-revoke", is_flag=True,
-                     help="Keep grants / members the provider has and Mephisto does not (default: remove them).")(f)
+    f = click.option(
+        "--no-revoke",
+        is_flag=True,
+        help="Keep grants / members the provider has and Mephisto does not (default: remove them).",
+    )(f)
     f = click.option("--live", is_flag=True, help="Allow a live MTurk requester / the real (non-loopback) Prolific.")(f)
     f = prolific_options(f)
     f = click.option("--requester", help="MTurk: Mephisto requester name (alice finds alice_sandbox too).")(f)
@@ -95,8 +113,17 @@ def sync() -> None:
 @sync.command("plan")
 @sync_target
 @click.option("--show", type=int, default=SHOW_DEFAULT, show_default=True, help="List at most N planned writes.")
-def sync_plan(qualification: str, requester: Optional[str], prolific: bool, workspace: str,
-              prolific_requester: Optional[str], live: bool, no_revoke: bool, db: Optional[str], show: int) -> None:
+def sync_plan(
+    qualification: str,
+    requester: Optional[str],
+    prolific: bool,
+    workspace: str,
+    prolific_requester: Optional[str],
+    live: bool,
+    no_revoke: bool,
+    db: Optional[str],
+    show: int,
+) -> None:
     """Show what 'sync apply' would send for QUALIFICATION (reads the provider, writes nothing).
 
     \b
@@ -108,8 +135,12 @@ def sync_plan(qualification: str, requester: Optional[str], prolific: bool, work
         from mephisto_quals.providers.prolific.sync import plan_sync as prolific_plan
 
         client = prolific_client(live, prolific_requester)
-        show_plan(prolific_plan(resolve_db(db), qualification, workspace=workspace, client=client, live_ok=live,
-                                revoke=not no_revoke), show)
+        show_plan(
+            prolific_plan(
+                resolve_db(db), qualification, workspace=workspace, client=client, live_ok=live, revoke=not no_revoke
+            ),
+            show,
+        )
         return
     from mephisto_quals.cli.mturk import require_live_flag, resumable
     from mephisto_quals.providers.mturk.sync import plan_sync
@@ -118,8 +149,9 @@ def sync_plan(qualification: str, requester: Optional[str], prolific: bool, work
     database = open_database(db)
     require_live_flag(database, requester, live)
     with resumable():
-        plan = plan_sync(database, qualification, requester, client=context_value("mturk_client"), live_ok=live,
-                         revoke=not no_revoke)
+        plan = plan_sync(
+            database, qualification, requester, client=context_value("mturk_client"), live_ok=live, revoke=not no_revoke
+        )
     show_plan(plan, show)
 
 
@@ -129,9 +161,20 @@ def sync_plan(qualification: str, requester: Optional[str], prolific: bool, work
 @click.option("--dry-run", is_flag=True, help="Plan and print; write nothing.")
 @click.option("--reason", default=None, help="MTurk: message shown to workers whose grant is revoked.")
 @click.option("--show", type=int, default=SHOW_DEFAULT, show_default=True, help="List at most N planned writes.")
-def sync_apply(qualification: str, requester: Optional[str], prolific: bool, workspace: str,
-               prolific_requester: Optional[str], live: bool, no_revoke: bool, db: Optional[str], yes: bool,
-               dry_run: bool, reason: Optional[str], show: int) -> None:
+def sync_apply(
+    qualification: str,
+    requester: Optional[str],
+    prolific: bool,
+    workspace: str,
+    prolific_requester: Optional[str],
+    live: bool,
+    no_revoke: bool,
+    db: Optional[str],
+    yes: bool,
+    dry_run: bool,
+    reason: Optional[str],
+    show: int,
+) -> None:
     """Send only the difference for QUALIFICATION; run it again to resume an interrupted apply.
 
     \b
@@ -144,8 +187,9 @@ def sync_apply(qualification: str, requester: Optional[str], prolific: bool, wor
         from mephisto_quals.providers.prolific.sync import plan_sync as prolific_plan
 
         path, client = resolve_db(db), prolific_client(live, prolific_requester)
-        plan = prolific_plan(path, qualification, workspace=workspace, client=client, live_ok=live,
-                             revoke=not no_revoke)
+        plan = prolific_plan(
+            path, qualification, workspace=workspace, client=client, live_ok=live, revoke=not no_revoke
+        )
         show_plan(plan, show)
         if dry_run or plan.write_calls == 0:
             click.echo("dry run: nothing written" if dry_run else "Prolific already matches: nothing to write")
@@ -187,15 +231,28 @@ def finish_report(report: Any) -> None:
 @sync.command("pull")
 @click.argument("qualification")
 @click.option("--prolific", is_flag=True, required=True, help="Pull from the list's Prolific participant group.")
-@click.option("--workspace", default="My Workspace", show_default=True, metavar="NAME",
-              help="Prolific workspace (title or id) holding the group.")
+@click.option(
+    "--workspace",
+    default="My Workspace",
+    show_default=True,
+    metavar="NAME",
+    help="Prolific workspace (title or id) holding the group.",
+)
 @click.option("--prolific-requester", metavar="NAME", help="Entry of ~/.prolific/credentials to use.")
 @click.option("--live", is_flag=True, help="Allow the real (non-loopback) Prolific (pull only reads it).")
 @click.option("--reason", help="Reason kept with the local grants.")
 @click.option("--dry-run", is_flag=True, help="Show what would be granted; write nothing.")
 @db_option
-def sync_pull(qualification: str, prolific: bool, workspace: str, prolific_requester: Optional[str], live: bool,
-              reason: Optional[str], dry_run: bool, db: Optional[str]) -> None:
+def sync_pull(
+    qualification: str,
+    prolific: bool,
+    workspace: str,
+    prolific_requester: Optional[str],
+    live: bool,
+    reason: Optional[str],
+    dry_run: bool,
+    db: Optional[str],
+) -> None:
     """Copy the members of QUALIFICATION's Prolific group into the local list (e.g. on another machine).
 
     Members become local grants (provider prolific, worker records created, source
@@ -208,8 +265,17 @@ def sync_pull(qualification: str, prolific: bool, workspace: str, prolific_reque
     from mephisto_quals.providers.prolific.sync import pull
 
     client = prolific_client(live, prolific_requester)
-    finish_report(pull(resolve_db(db), qualification, workspace=workspace, client=client, live_ok=live,
-                       reason=reason, dry_run=dry_run))
+    finish_report(
+        pull(
+            resolve_db(db),
+            qualification,
+            workspace=workspace,
+            client=client,
+            live_ok=live,
+            reason=reason,
+            dry_run=dry_run,
+        )
+    )
 
 
 #: In the order the root group lists them.

@@ -57,7 +57,9 @@ class QualsPlan:
         dicts = [r.to_mephisto_dict() for r in self.local]
         if self.retake is not None:
             onboarding, seconds = self.retake
-            marker = Requirement(failed_name(onboarding), cmp.NOT_EXIST, None, "", "", local_only=True).to_mephisto_dict()
+            marker = Requirement(
+                failed_name(onboarding), cmp.NOT_EXIST, None, "", "", local_only=True
+            ).to_mephisto_dict()
             marker[RETAKE_KEY] = {"onboarding": onboarding, "after": seconds}
             dicts.insert(0, marker)
         return dicts
@@ -78,7 +80,7 @@ def _container(node: Any, path: str) -> Tuple[Dict[str, Any], List[Problem]]:
 
     if node is None:
         return {}, []
-    if dataclasses.is_dataclass(node):
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
         return dataclasses.asdict(node), []
     if isinstance(node, DictConfig):
         try:
@@ -101,7 +103,7 @@ def _unreadable(node: Any, error: Exception, path: str) -> Problem:
         base = node._get_full_key(None) or ""  # where the node sits in its own config tree
     except Exception:
         base = ""
-    rel = key[len(base):].lstrip(".") if base and key.startswith(base) else key
+    rel = key[len(base) :].lstrip(".") if base and key.startswith(base) else key
     field_path = f"{path}.{rel}" if rel else path
     message = getattr(error, "msg", None) or str(error)
     if "onboarding_from" in message and config_value(node, "onboarding_from") is None:
@@ -128,7 +130,12 @@ def mephisto_appended(blueprint_args: Mapping[str, Any]) -> List[Tuple[Dict[str,
             qual = failed_name(name) if key == "onboarding_qualification" else name
             out.append(
                 (
-                    {"qualification_name": qual, "comparator": cmp.NOT_EXIST, "value": None, "applicable_providers": None},
+                    {
+                        "qualification_name": qual,
+                        "comparator": cmp.NOT_EXIST,
+                        "value": None,
+                        "applicable_providers": None,
+                    },
                     f"mephisto.blueprint.{key}",
                 )
             )
@@ -191,12 +198,12 @@ def plan_from_quals(
     problems += p
     if is_mturk_provider(provider_type):
         for r in local:
-            if r.comparator in cmp.LIST_COMPARATORS and len(r.value or ()) > 15:  # type: ignore[arg-type]
-                problems.append(Problem(f"{r.source}.value", list(r.value or ()), "MTurk takes at most 15 values with in / not in"))
+            if r.comparator in cmp.LIST_COMPARATORS and isinstance(r.value, tuple) and len(r.value) > 15:
+                problems.append(Problem(f"{r.source}.value", list(r.value), "MTurk takes at most 15 values with in / not in"))
         to_mturk = [q for q in existing_qualifications if _for_mturk(q)]
         to_mturk += [r.to_mephisto_dict() for r in local if not r.local_only]
         to_mturk += [q for q, _ in appended]
-        problems += count_problems(_distinct(to_mturk), list(existing_mturk) + mturk, bool(sandbox), f"{path}.mturk")
+        problems += count_problems(_distinct(to_mturk), [*existing_mturk, *mturk], bool(sandbox), f"{path}.mturk")
     prolific, p = build_prolific_requirements(cfg.get("prolific"), f"{path}.prolific")
     problems += p
     retake, p = _retake(cfg.get("onboarding_retake_delay"), blueprint_args or {}, path)
@@ -206,7 +213,9 @@ def plan_from_quals(
     return QualsPlan(local=local, mturk=mturk, prolific=prolific, warnings=warnings, retake=retake)
 
 
-def _retake(delay: Any, blueprint_args: Mapping[str, Any], path: str) -> Tuple[Optional[Tuple[str, float]], List[Problem]]:
+def _retake(
+    delay: Any, blueprint_args: Mapping[str, Any], path: str
+) -> Tuple[Optional[Tuple[str, float]], List[Problem]]:
     """The task's onboarding and retake delay in seconds, when a delay is configured."""
     if delay is None:
         return None, []
@@ -219,7 +228,9 @@ def _retake(delay: Any, blueprint_args: Mapping[str, Any], path: str) -> Tuple[O
         return None, []
     onboarding = config_value(blueprint_args, "onboarding_qualification")
     if not onboarding:
-        return None, [Problem(field_path, delay, "a retake delay needs mephisto.blueprint.onboarding_qualification set")]
+        return None, [
+            Problem(field_path, delay, "a retake delay needs mephisto.blueprint.onboarding_qualification set")
+        ]
     return (onboarding, seconds), []
 
 

@@ -52,12 +52,44 @@ class DemoWorker:
 
 
 CROWD: List[DemoWorker] = [
-    DemoWorker("alice", "allowlisted, passed onboarding before", (("demo_allowlist", 1), ("demo_score", 5), (ONBOARDING, 1)), None, "work"),
-    DemoWorker("carol", "allowlisted, takes onboarding now and passes", (("demo_allowlist", 1), ("demo_score", 4)), True, "work"),
-    DemoWorker("bob", "allowlisted but on the blocklist", (("demo_allowlist", 1), ("demo_score", 5), ("demo_blocklist", 1)), None, "demo_blocklist"),
-    DemoWorker("dave", "allowlisted, fails onboarding now", (("demo_allowlist", 1), ("demo_score", 5)), False, f"{ONBOARDING}-failed"),
-    DemoWorker("frank", "allowlisted, failed another task's onboarding", (("demo_allowlist", 1), ("demo_score", 5), ("earlier_screening", 0), ("earlier_screening-failed", 0)), None, "earlier_screening-failed"),
-    DemoWorker("grace", "allowlisted, score 1 (needs >= 3)", (("demo_allowlist", 1), ("demo_score", 1)), None, "demo_score"),
+    DemoWorker(
+        "alice",
+        "allowlisted, passed onboarding before",
+        (("demo_allowlist", 1), ("demo_score", 5), (ONBOARDING, 1)),
+        None,
+        "work",
+    ),
+    DemoWorker(
+        "carol",
+        "allowlisted, takes onboarding now and passes",
+        (("demo_allowlist", 1), ("demo_score", 4)),
+        True,
+        "work",
+    ),
+    DemoWorker(
+        "bob",
+        "allowlisted but on the blocklist",
+        (("demo_allowlist", 1), ("demo_score", 5), ("demo_blocklist", 1)),
+        None,
+        "demo_blocklist",
+    ),
+    DemoWorker(
+        "dave",
+        "allowlisted, fails onboarding now",
+        (("demo_allowlist", 1), ("demo_score", 5)),
+        False,
+        f"{ONBOARDING}-failed",
+    ),
+    DemoWorker(
+        "frank",
+        "allowlisted, failed another task's onboarding",
+        (("demo_allowlist", 1), ("demo_score", 5), ("earlier_screening", 0), ("earlier_screening-failed", 0)),
+        None,
+        "earlier_screening-failed",
+    ),
+    DemoWorker(
+        "grace", "allowlisted, score 1 (needs >= 3)", (("demo_allowlist", 1), ("demo_score", 1)), None, "demo_score"
+    ),
     DemoWorker("erin", "not on the allowlist", (("demo_score", 5),), None, "demo_allowlist"),
 ]
 
@@ -136,8 +168,13 @@ def run_demo(data_dir: Path) -> int:
             ),
             provider=MockProviderArgs(requester_name=requester.requester_name),
             architect=MockArchitectArgs(should_run_server=True, port=str(free_port())),
-            task=TaskRunArgs(task_name="mephisto-quals-demo", task_title="Demo", task_description="Gated demo task",
-                             task_reward=0.1, task_tags="demo"),
+            task=TaskRunArgs(
+                task_name="mephisto-quals-demo",
+                task_title="Demo",
+                task_description="Gated demo task",
+                task_reward=0.1,
+                task_tags="demo",
+            ),
             log_level="warning",
         )
     )
@@ -150,7 +187,7 @@ def run_demo(data_dir: Path) -> int:
         with contextlib.redirect_stdout(io.StringIO()):  # the mock provider prints every unit URL
             run_id = operator.launch_task_run(config, state)
         run = MockRun(operator, run_id)
-        plan = run.live_run.blueprint.quals_plan  # type: ignore[attr-defined]
+        plan = run.live_run.blueprint.quals_plan
         checks = gate_requirements(plan, config.blueprint)
         for w in CROWD:
             arrival = run.arrive(w.name)
@@ -164,8 +201,12 @@ def run_demo(data_dir: Path) -> int:
                 row = ("got work", "", "", "work")
             elif stopped is not None:
                 held = f"has {stopped.actual}" if stopped.held else "holds none"
-                row = ("refused", f"{stopped.requirement.describe()} ({held})", stopped.requirement.source,
-                       stopped.requirement.qualification)
+                row = (
+                    "refused",
+                    f"{stopped.requirement.describe()} ({held})",
+                    stopped.requirement.source,
+                    stopped.requirement.qualification,
+                )
             else:
                 row = ("refused", arrival.failure or "no answer", "", "?")
             rows.append((w, *row[:3], row[3] == w.expected))

@@ -33,8 +33,8 @@ def speed_up_mephisto() -> None:
     import tornado.autoreload
     from mephisto.operations import operator, task_launcher
 
-    task_launcher.UNIT_GENERATOR_WAIT_SECONDS = 0.2  # type: ignore[attr-defined]
-    operator.RUN_STATUS_POLL_TIME = 0.2  # type: ignore[attr-defined]
+    task_launcher.UNIT_GENERATOR_WAIT_SECONDS = 0.2
+    operator.RUN_STATUS_POLL_TIME = 0.2
     # The mock server runs tornado with debug=True, which turns on auto-reload: a module file
     # changing on disk would restart this process mid-run (and a test run would "pass").
     tornado.autoreload.start = lambda *args, **kwargs: None
@@ -167,7 +167,7 @@ class MockRun:
         self.task_run_id = task_run_id
         self.timeout = timeout
         self.live_run: LiveTaskRun = operator.get_running_task_runs()[task_run_id]
-        self.server = self.live_run.architect.server  # type: ignore[attr-defined]
+        self.server = self.live_run.architect.server
         self._answers: Dict[str, Dict[str, Any]] = _record_answers(self.server)
         self._wait_ready()
 

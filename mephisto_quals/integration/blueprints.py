@@ -20,12 +20,10 @@ __all__ = ["with_quals", "STOCK_BLUEPRINT_TYPES", "QUALS_BLUEPRINTS", "register_
 STOCK_BLUEPRINT_TYPES = ("mock", "static_task", "static_react_task", "remote_procedure", "parlai_chat")
 
 #: Every blueprint type this package registered, name -> class.
-QUALS_BLUEPRINTS: Dict[str, Type["Blueprint"]] = {}
+QUALS_BLUEPRINTS: Dict[str, Type[Blueprint]] = {}
 
 
-def with_quals(
-    base: Type["Blueprint"], blueprint_type: Optional[str] = None, register: bool = True
-) -> Type["Blueprint"]:
+def with_quals(base: Type[Blueprint], blueprint_type: Optional[str] = None, register: bool = True) -> Type[Blueprint]:
     """Compose the quals mixin into a blueprint class, and register it with Mephisto.
 
     The new class is named ``<base.BLUEPRINT_TYPE>_quals`` unless ``blueprint_type`` is
@@ -45,7 +43,7 @@ def with_quals(
         f"{base.__name__}QualsSharedState", [], bases=(QualsSharedState, base.SharedStateClass)
     )
 
-    class Composed(QualsRequired, base):  # type: ignore[valid-type,misc]
+    class Composed(QualsRequired, base):
         ArgsClass = args_cls
         SharedStateClass = state_cls
         BLUEPRINT_TYPE = name
@@ -65,7 +63,7 @@ def with_quals(
     return Composed
 
 
-def register_stock_blueprints() -> Dict[str, Type["Blueprint"]]:
+def register_stock_blueprints() -> Dict[str, Type[Blueprint]]:
     """Register ``<type>_quals`` for each stock blueprint Mephisto has loaded."""
     for stock in STOCK_BLUEPRINT_TYPES:
         base = BLUEPRINTS.get(stock)

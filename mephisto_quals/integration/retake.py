@@ -64,8 +64,10 @@ def has_crowd_side(worker: Any) -> bool:
     from mephisto.data_model.worker import Worker
 
     cls = type(worker)
-    return bool(cls.grant_crowd_qualification is not Worker.grant_crowd_qualification
-                or cls.revoke_crowd_qualification is not Worker.revoke_crowd_qualification)
+    return bool(
+        cls.grant_crowd_qualification is not Worker.grant_crowd_qualification
+        or cls.revoke_crowd_qualification is not Worker.revoke_crowd_qualification
+    )
 
 
 def _clear(db: Any, worker_id: int, worker_name: str, retakes: Sequence[Retake], now: float) -> Tuple[bool, List[str]]:
@@ -90,8 +92,21 @@ def _clear(db: Any, worker_id: int, worker_name: str, retakes: Sequence[Retake],
                 if held is None or name in cleared:
                     continue
                 deletes.append((ids[name], worker_id))
-                changes.append(Change(now, name, worker_id, worker_name, "reset-onboarding", held.value, None, None,
-                                      reason, SOURCE, user))
+                changes.append(
+                    Change(
+                        now,
+                        name,
+                        worker_id,
+                        worker_name,
+                        "reset-onboarding",
+                        held.value,
+                        None,
+                        None,
+                        reason,
+                        SOURCE,
+                        user,
+                    )
+                )
                 cleared.append(name)
         grant_store.delete(conn, deletes)
         audit_store.record(conn, changes)

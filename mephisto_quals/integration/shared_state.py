@@ -9,7 +9,7 @@ own entries and assigns fresh lists, leaving earlier live runs' lists untouched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from mephisto_quals.compile.plan import GATE_KEY
 
@@ -54,7 +54,12 @@ class _Applied:
 
 def _key(q: Mapping[str, Any]) -> Tuple[Any, Any, str, str]:
     # A retake marker is never the same entry as Mephisto's own failed-onboarding check.
-    return (q.get("qualification_name"), q.get("comparator"), repr(q.get("value")), repr(q.get("mephisto_quals_retake")))
+    return (
+        q.get("qualification_name"),
+        q.get("comparator"),
+        repr(q.get("value")),
+        repr(q.get("mephisto_quals_retake")),
+    )
 
 
 def user_entries(shared_state: Any) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], List[Dict[str, Any]]]:
@@ -66,12 +71,12 @@ def user_entries(shared_state: Any) -> Tuple[List[Dict[str, Any]], List[Dict[str
     quals = list(getattr(shared_state, "qualifications", None) or [])
     mturk = list(getattr(shared_state, "mturk_specific_qualifications", None) or [])
     prolific = list(getattr(shared_state, "prolific_specific_qualifications", None) or [])
-    record: _Applied = getattr(shared_state, _RECORD, None)
+    record: Optional[_Applied] = getattr(shared_state, _RECORD, None)
     if record is None:
         return quals, mturk, prolific
     kept_tail: List[Dict[str, Any]] = []
     if shared_state.qualifications is record.qualifications:
-        tail, quals = quals[record.length:], quals[: record.length]
+        tail, quals = quals[record.length :], quals[: record.length]
         expected = [_key(q) for q in record.appended]
         for q in tail:
             if _key(q) in expected:

@@ -58,10 +58,15 @@ def record(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
         )
 
 
-def read(conn: sqlite3.Connection, qualification: Optional[str] = None, worker: Optional[str] = None,
-         limit: Optional[int] = None) -> List[sqlite3.Row]:
+def read(
+    conn: sqlite3.Connection,
+    qualification: Optional[str] = None,
+    worker: Optional[str] = None,
+    limit: Optional[int] = None,
+) -> List[sqlite3.Row]:
     """Audit rows newest first (the columns of :class:`Change` plus ``audit_id``)."""
-    where, args = [], []
+    where: List[str] = []
+    args: List[Any] = []
     if qualification is not None:
         where.append("b.qualification = ?")
         args.append(qualification)

@@ -100,7 +100,9 @@ def update_values(conn: sqlite3.Connection, qual_id: int, pairs: Sequence[Tuple[
     )
 
 
-def write_meta(conn: sqlite3.Connection, rows: Sequence[Tuple[int, int, int, Optional[float], Optional[str], float, str]]) -> None:
+def write_meta(
+    conn: sqlite3.Connection, rows: Sequence[Tuple[int, int, int, Optional[float], Optional[str], float, Optional[str]]]
+) -> None:
     """Expiry and reason per grant row: (row_id, worker_id, qual_id, expires_at, reason, granted_at, created)."""
     conn.executemany(
         """INSERT OR REPLACE INTO mephisto_quals_grant_meta
@@ -111,7 +113,9 @@ def write_meta(conn: sqlite3.Connection, rows: Sequence[Tuple[int, int, int, Opt
 
 
 def drop_meta(conn: sqlite3.Connection, row_ids: Sequence[int]) -> None:
-    conn.executemany("DELETE FROM mephisto_quals_grant_meta WHERE granted_qualification_id = ?", [(r,) for r in row_ids])
+    conn.executemany(
+        "DELETE FROM mephisto_quals_grant_meta WHERE granted_qualification_id = ?", [(r,) for r in row_ids]
+    )
 
 
 def delete(conn: sqlite3.Connection, pairs: Sequence[Tuple[int, int]]) -> None:
@@ -168,7 +172,9 @@ def summaries(conn: sqlite3.Connection, now: float) -> List[sqlite3.Row]:
     ).fetchall()
 
 
-def holdings(conn: sqlite3.Connection, worker_id: int, names: Sequence[str], now: float) -> Dict[str, Tuple[bool, Optional[int]]]:
+def holdings(
+    conn: sqlite3.Connection, worker_id: int, names: Sequence[str], now: float
+) -> Dict[str, Tuple[bool, Optional[int]]]:
     """name -> (holds a live grant, its value) for one worker, for the names that exist; one query.
 
     On a database we never wrote to (no meta table yet) every grant is permanent.
@@ -184,7 +190,9 @@ def holdings(conn: sqlite3.Connection, worker_id: int, names: Sequence[str], now
     return {r["name"]: (bool(r["live"]), r["value"] if r["live"] else None) for r in rows}
 
 
-def _holdings(conn: sqlite3.Connection, worker_id: int, names: Sequence[str], now: float, join: str, live: str) -> List[sqlite3.Row]:
+def _holdings(
+    conn: sqlite3.Connection, worker_id: int, names: Sequence[str], now: float, join: str, live: str
+) -> List[sqlite3.Row]:
     return conn.execute(
         f"""SELECT q.qualification_name AS name, g.value AS value, (g.worker_id IS NOT NULL AND {live}) AS live
             FROM qualifications q
@@ -198,13 +206,16 @@ def _holdings(conn: sqlite3.Connection, worker_id: int, names: Sequence[str], no
 def live_values(conn: sqlite3.Connection, qual_id: int, now: float) -> Dict[int, int]:
     """worker_id -> value of every live grant of one qualification."""
     rows = conn.execute(
-        f"SELECT g.worker_id, g.value FROM granted_qualifications g {META_JOIN} WHERE g.qualification_id = ? AND {LIVE}",
+        f"""SELECT g.worker_id, g.value FROM granted_qualifications g {META_JOIN}
+            WHERE g.qualification_id = ? AND {LIVE}""",
         (qual_id, now),
     )
     return {int(r[0]): r[1] for r in rows}
 
 
-def values_of(conn: sqlite3.Connection, qualification: str, worker_ids: Sequence[int], now: float) -> Dict[int, Tuple[int, Optional[float]]]:
+def values_of(
+    conn: sqlite3.Connection, qualification: str, worker_ids: Sequence[int], now: float
+) -> Dict[int, Tuple[int, Optional[float]]]:
     """worker_id -> (value, expires_at) of live grants of a named qualification."""
     out: Dict[int, Tuple[int, Optional[float]]] = {}
     for part in chunks(list(worker_ids)):

@@ -20,12 +20,24 @@ def entries(conn: sqlite3.Connection, plan_id: Optional[str] = None) -> List[Dic
 
 def done(conn: sqlite3.Connection, plan_id: str) -> Dict[str, str]:
     """item -> qualification type id of the writes of one plan already sent."""
-    rows = conn.execute("SELECT item, qualification_type_id FROM mephisto_quals_mturk_journal WHERE plan_id = ?", (plan_id,))
+    rows = conn.execute(
+        "SELECT item, qualification_type_id FROM mephisto_quals_mturk_journal WHERE plan_id = ?", (plan_id,)
+    )
     return {r[0]: r[1] for r in rows}
 
 
-def log(conn: sqlite3.Connection, plan_id: str, item: str, action: str, value: Optional[int], qualification: str,
-        requester: str, type_id: str, at: float, os_user: str) -> None:
+def log(
+    conn: sqlite3.Connection,
+    plan_id: str,
+    item: str,
+    action: str,
+    value: Optional[int],
+    qualification: str,
+    requester: str,
+    type_id: str,
+    at: float,
+    os_user: str,
+) -> None:
     """Record one sent write (inside the caller's transaction)."""
     conn.execute(
         """INSERT OR REPLACE INTO mephisto_quals_mturk_journal

@@ -17,7 +17,12 @@ import sqlite3
 from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = [
-    "mephisto_connection", "find_granted", "mephisto_migrations", "has_column", "uses_random_ids", "random_id",
+    "mephisto_connection",
+    "find_granted",
+    "mephisto_migrations",
+    "has_column",
+    "uses_random_ids",
+    "random_id",
     "RANDOM_ID_RANGE",
 ]
 
@@ -29,7 +34,7 @@ _columns: Dict[Tuple[str, str], bool] = {}
 
 def mephisto_connection(db: Any) -> sqlite3.Connection:
     """The calling thread's connection of a LocalMephistoDB, on either Mephisto line."""
-    get = getattr(db, "get_connection", None) or getattr(db, "_get_connection")
+    get = getattr(db, "get_connection", None) or db._get_connection
     return get()
 
 

@@ -17,8 +17,9 @@ _TABLE = "mephisto_quals_prolific_groups"
 
 def find(conn: sqlite3.Connection, qualification: str, workspace_id: str) -> Optional[Dict[str, Any]]:
     """The mapping row of a qualification in a workspace, or None."""
-    row = conn.execute(f"SELECT * FROM {_TABLE} WHERE qualification = ? AND workspace_id = ?",
-                       (qualification, workspace_id)).fetchone()
+    row = conn.execute(
+        f"SELECT * FROM {_TABLE} WHERE qualification = ? AND workspace_id = ?", (qualification, workspace_id)
+    ).fetchone()
     return dict(row) if row is not None else None
 
 
@@ -33,8 +34,9 @@ def all_groups(conn: sqlite3.Connection) -> List[Dict[str, Any]]:
     return [dict(r) for r in conn.execute(f"SELECT * FROM {_TABLE} ORDER BY qualification, workspace_id")]
 
 
-def record(conn: sqlite3.Connection, qualification: str, workspace_id: str, group_id: str, group_name: str,
-           at: float) -> None:
+def record(
+    conn: sqlite3.Connection, qualification: str, workspace_id: str, group_id: str, group_name: str, at: float
+) -> None:
     """Remember (or replace) the group of a qualification in a workspace."""
     conn.execute(
         f"""INSERT INTO {_TABLE} (qualification, workspace_id, group_id, group_name, created_at)
@@ -53,5 +55,7 @@ def forget(conn: sqlite3.Connection, qualification: str, workspace_id: str) -> N
 
 def mark_synced(conn: sqlite3.Connection, qualification: str, workspace_id: str, members: int, at: float) -> None:
     """After an apply that left the group equal to the local list: when, and how many members."""
-    conn.execute(f"UPDATE {_TABLE} SET synced_at = ?, synced_members = ? WHERE qualification = ? AND workspace_id = ?",
-                 (at, members, qualification, workspace_id))
+    conn.execute(
+        f"UPDATE {_TABLE} SET synced_at = ?, synced_members = ? WHERE qualification = ? AND workspace_id = ?",
+        (at, members, qualification, workspace_id),
+    )

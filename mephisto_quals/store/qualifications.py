@@ -15,7 +15,9 @@ def find_ids(conn: sqlite3.Connection, names: List[str]) -> Dict[str, int]:
     """name -> qualification id, for the names that exist."""
     out: Dict[str, int] = {}
     for name in dict.fromkeys(names):
-        row = conn.execute("SELECT qualification_id FROM qualifications WHERE qualification_name = ?", (name,)).fetchone()
+        row = conn.execute(
+            "SELECT qualification_id FROM qualifications WHERE qualification_name = ?", (name,)
+        ).fetchone()
         if row is not None:
             out[name] = int(row[0])
     return out
@@ -37,8 +39,9 @@ def create(conn: sqlite3.Connection, name: str, description: Optional[str] = Non
     return int(cursor.lastrowid or 0)
 
 
-def qualification_id(conn: sqlite3.Connection, name: str, create_missing: bool = False,
-                     description: Optional[str] = None) -> int:
+def qualification_id(
+    conn: sqlite3.Connection, name: str, create_missing: bool = False, description: Optional[str] = None
+) -> int:
     """The id of a named qualification; created when asked, else UnknownQualificationError."""
     found = find_ids(conn, [name])
     if name in found:

@@ -77,8 +77,14 @@ def record(conn: sqlite3.Connection, changes: Sequence[Change], qualification_id
     for c in changes:
         qid = qualification_ids[c.qualification]
         revoke = c.action in _REMOVALS
-        values = (None if revoke else qid, None if revoke else c.new_value, qid if revoke else None,
-                  "revoke" if revoke else "grant", c.reason, stamp(c.at))
+        values = (
+            None if revoke else qid,
+            None if revoke else c.new_value,
+            qid if revoke else None,
+            "revoke" if revoke else "grant",
+            c.reason,
+            stamp(c.at),
+        )
         for attempt in range(20):  # Mephisto retries a clashing random id, so do we
             try:
                 conn.execute(
@@ -110,14 +116,22 @@ def _ours(conn: sqlite3.Connection, rows: Sequence[ReviewRow]) -> Set[int]:
         return set()
     mine: Set[Tuple[str, str, str, int]] = set()
     for part in chunks(list(batches)):
-        for c in conn.execute(f"SELECT batch_id, worker_id FROM mephisto_quals_audit_change "
-                              f"WHERE batch_id IN ({','.join('?' * len(part))})", part):
+        for c in conn.execute(
+            f"SELECT batch_id, worker_id FROM mephisto_quals_audit_change "
+            f"WHERE batch_id IN ({','.join('?' * len(part))})",
+            part,
+        ):
             mine.add((*batches[int(c["batch_id"])], int(c["worker_id"])))
     return {r.review_id for r in rows if (r.qualification, r.creation_date, r.action, r.worker_id) in mine}
 
 
-def read(conn: sqlite3.Connection, qualification: Optional[str] = None, worker: Optional[str] = None,
-         limit: Optional[int] = None, others_only: bool = True) -> List[ReviewRow]:
+def read(
+    conn: sqlite3.Connection,
+    qualification: Optional[str] = None,
+    worker: Optional[str] = None,
+    limit: Optional[int] = None,
+    others_only: bool = True,
+) -> List[ReviewRow]:
     """``worker_review`` rows that granted or revoked a qualification, newest first; filter by
     qualification name and/or worker (id, name, or name without ``_sandbox``). Empty where the
     table does not exist. A qualification deleted since shows as ``#<id>``.
@@ -143,7 +157,7 @@ def read(conn: sqlite3.Connection, qualification: Optional[str] = None, worker: 
               LEFT JOIN qualifications q
                 ON q.qualification_id = COALESCE(r.updated_qualification_id, r.revoked_qualification_id)
               LEFT JOIN workers w ON w.worker_id = r.worker_id
-              WHERE {' AND '.join(where)}
+              WHERE {" AND ".join(where)}
               ORDER BY r.creation_date DESC, r.rowid DESC"""
     if limit is not None:
         sql += " LIMIT ?"
@@ -151,9 +165,21 @@ def read(conn: sqlite3.Connection, qualification: Optional[str] = None, worker: 
     out = []
     for r in conn.execute(sql, args).fetchall():
         granted = r["updated"] is not None
-        out.append(ReviewRow(int(r["id"]), instant(str(r["creation_date"])), r["name"], int(r["worker_id"]),
-                             r["worker_name"], "grant" if granted else "revoke", r["value"] if granted else None,
-                             r["review_note"], r["status"], r["unit_id"], str(r["creation_date"])))
+        out.append(
+            ReviewRow(
+                int(r["id"]),
+                instant(str(r["creation_date"])),
+                r["name"],
+                int(r["worker_id"]),
+                r["worker_name"],
+                "grant" if granted else "revoke",
+                r["value"] if granted else None,
+                r["review_note"],
+                r["status"],
+                r["unit_id"],
+                str(r["creation_date"]),
+            )
+        )
     if not others_only:
         return out
     mine = _ours(conn, out)

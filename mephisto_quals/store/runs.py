@@ -45,7 +45,7 @@ def units_of_runs(conn: sqlite3.Connection, run_ids: Sequence[int]) -> List[sqli
                 FROM units u
                 LEFT JOIN agents a ON a.agent_id = u.agent_id
                 LEFT JOIN workers w ON w.worker_id = a.worker_id
-                WHERE u.task_run_id IN ({','.join('?' * len(part))})""",
+                WHERE u.task_run_id IN ({",".join("?" * len(part))})""",
             part,
         ).fetchall()
     return rows
@@ -59,15 +59,18 @@ def worker_ids(conn: sqlite3.Connection, provider_type: Optional[str] = None) ->
     return [int(r[0]) for r in conn.execute(sql, args)]
 
 
-def requesters(conn: sqlite3.Connection, names: Sequence[str] = (), provider_types: Sequence[str] = ()) -> List[sqlite3.Row]:
+def requesters(
+    conn: sqlite3.Connection, names: Sequence[str] = (), provider_types: Sequence[str] = ()
+) -> List[sqlite3.Row]:
     """requester_id, requester_name, provider_type of the named requesters, or of the provider types."""
     if names:
         return conn.execute(
-            f"SELECT requester_id, requester_name, provider_type FROM requesters WHERE requester_name IN ({','.join('?' * len(names))})",
+            f"""SELECT requester_id, requester_name, provider_type FROM requesters
+                WHERE requester_name IN ({','.join('?' * len(names))})""",
             list(names),
         ).fetchall()
     return conn.execute(
         f"""SELECT requester_id, requester_name, provider_type FROM requesters
-            WHERE provider_type IN ({','.join('?' * len(provider_types))}) ORDER BY requester_name""",
+            WHERE provider_type IN ({",".join("?" * len(provider_types))}) ORDER BY requester_name""",
         list(provider_types),
     ).fetchall()

@@ -115,7 +115,8 @@ TABLES: Dict[str, str] = {
 }
 
 INDEXES: List[str] = [
-    "CREATE INDEX IF NOT EXISTS mephisto_quals_grant_meta_pair ON mephisto_quals_grant_meta (qualification_id, worker_id)",
+    "CREATE INDEX IF NOT EXISTS mephisto_quals_grant_meta_pair"
+    " ON mephisto_quals_grant_meta (qualification_id, worker_id)",
     "CREATE INDEX IF NOT EXISTS mephisto_quals_grant_meta_expiry ON mephisto_quals_grant_meta (expires_at) "
     "WHERE expires_at IS NOT NULL",
 ]
@@ -155,12 +156,13 @@ def _upgrade_legacy(conn: sqlite3.Connection) -> None:
         ).fetchall()
         for r in old:
             batch = conn.execute(
-                "INSERT INTO mephisto_quals_audit_batch (at, qualification, action, expires_at, reason, source, os_user)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO mephisto_quals_audit_batch"
+                " (at, qualification, action, expires_at, reason, source, os_user) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (r[0], r[1], r[3], r[6], r[7], r[8], r[9]),
             ).lastrowid
             conn.execute(
-                "INSERT INTO mephisto_quals_audit_change (batch_id, worker_id, old_value, new_value) VALUES (?, ?, ?, ?)",
+                "INSERT INTO mephisto_quals_audit_change (batch_id, worker_id, old_value, new_value)"
+                " VALUES (?, ?, ?, ?)",
                 (batch, r[2], r[4], r[5]),
             )
         conn.execute("DROP TABLE mephisto_quals_audit_v1")
@@ -236,6 +238,6 @@ def ensure_schema(conn: sqlite3.Connection) -> bool:
 def add_stand_ins(conn: sqlite3.Connection) -> None:
     """Empty TEMP copies of our tables for a read-only look at a database we never wrote to:
     unqualified names find them first, so every query reads 'no expiry, no audit'."""
-    for name, statement in TABLES.items():
+    for statement in TABLES.values():
         conn.execute(statement.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE IF NOT EXISTS", 1))
     conn.execute(AUDIT_VIEW.replace("CREATE VIEW IF NOT EXISTS", "CREATE TEMP VIEW IF NOT EXISTS", 1))

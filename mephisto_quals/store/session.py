@@ -59,8 +59,9 @@ class Session:
         self._depth = 0
 
     @classmethod
-    def open(cls, db: DatabaseLike, *, readonly: bool = False, timeout: float = BUSY_TIMEOUT,
-             upgradable: bool = False) -> "Session":
+    def open(
+        cls, db: DatabaseLike, *, readonly: bool = False, timeout: float = BUSY_TIMEOUT, upgradable: bool = False
+    ) -> Session:
         """Open the database behind ``db``; raises :class:`DatabaseError` naming the path if it is
         missing or not a Mephisto database. ``upgradable`` lets a read-only session open a
         database whose tables of ours are older (to report their version)."""
@@ -151,7 +152,7 @@ class Session:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -13,8 +13,16 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 from mephisto_quals.store.mephisto import random_id, uses_random_ids
 from mephisto_quals.store.session import chunks
 
-__all__ = ["WorkerRef", "SANDBOX_PROVIDERS", "PROLIFIC_ID_RULE", "is_prolific_participant_id", "mephisto_worker_name",
-           "parse_refs", "resolve_workers", "provider_types"]
+__all__ = [
+    "WorkerRef",
+    "SANDBOX_PROVIDERS",
+    "PROLIFIC_ID_RULE",
+    "is_prolific_participant_id",
+    "mephisto_worker_name",
+    "parse_refs",
+    "resolve_workers",
+    "provider_types",
+]
 
 #: Providers whose workers Mephisto names with a ``_sandbox`` suffix.
 SANDBOX_PROVIDERS = {"mock", "mturk_sandbox"}
@@ -95,17 +103,21 @@ def resolve_workers(
     by_id = [r for r in refs if r.worker_id is not None]
     for part in chunks(by_id):
         marks = ",".join("?" * len(part))
-        rows = conn.execute(f"SELECT worker_id, worker_name FROM workers WHERE worker_id IN ({marks})", [r.worker_id for r in part])
+        rows = conn.execute(
+            f"SELECT worker_id, worker_name FROM workers WHERE worker_id IN ({marks})", [r.worker_id for r in part]
+        )
         known = {row["worker_id"]: row["worker_name"] for row in rows}
         for r in part:
             if r.worker_id in known:
-                found[r.given] = (r.worker_id, known[r.worker_id])
+                found[r.given] = (int(str(r.worker_id)), known[r.worker_id])
             else:
                 missing[r.given] = "no Mephisto worker has this id"
     by_name = [r for r in refs if r.name is not None]
     for part in chunks(by_name):
         marks = ",".join("?" * len(part))
-        rows = conn.execute(f"SELECT worker_id, worker_name FROM workers WHERE worker_name IN ({marks})", [r.name for r in part])
+        rows = conn.execute(
+            f"SELECT worker_id, worker_name FROM workers WHERE worker_name IN ({marks})", [r.name for r in part]
+        )
         known = {row["worker_name"]: row["worker_id"] for row in rows}
         fresh = [r for r in part if r.name not in known]
         if create and fresh:
@@ -117,7 +129,7 @@ def resolve_workers(
             known.update({row["worker_name"]: row["worker_id"] for row in rows})
         for r in part:
             if r.name in known:
-                found[r.given] = (known[r.name], r.name)  # type: ignore[index]
+                found[r.given] = (known[r.name], str(r.name))
             else:
                 missing[r.given] = "Mephisto has never seen this worker"
     return found, missing
@@ -132,8 +144,10 @@ def _insert_workers(conn: sqlite3.Connection, named: List[Tuple[str, str]]) -> N
     for name, provider in named:
         for _ in range(20):
             try:
-                conn.execute("INSERT INTO workers (worker_id, worker_name, provider_type) VALUES (?, ?, ?)",
-                             (random_id(), name, provider))
+                conn.execute(
+                    "INSERT INTO workers (worker_id, worker_name, provider_type) VALUES (?, ?, ?)",
+                    (random_id(), name, provider),
+                )
                 break
             except sqlite3.IntegrityError as e:
                 if "worker_id" not in str(e) and "PRIMARY" not in str(e).upper():

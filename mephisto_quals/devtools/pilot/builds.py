@@ -126,8 +126,9 @@ def _run_logged(cmd: Sequence[str], cwd: Path, cache: Path, log: Path, what: str
     with log.open("a") as out:
         out.write(f"\n$ (cd {cwd} && {' '.join(cmd)})\n")
         out.flush()
-        code = subprocess.call(list(cmd), cwd=cwd, env=_npm_env(cache), stdout=out, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL)
+        code = subprocess.call(
+            list(cmd), cwd=cwd, env=_npm_env(cache), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     if code != 0:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-25:])
         raise PilotSetupError(
@@ -194,8 +195,11 @@ def _prepare_frontend(cache: Path, out: Optional[TextIO]) -> Path:
     work = cache / f".{target.name}.partial"
     log = cache / "build.log"
     started = time.monotonic()
-    _say(out, f"mephisto-quals: building Mephisto's static frontend once into {target} "
-              f"(mephisto-task {MEPHISTO_TASK_VERSION}, no Cypress; log: {log})...")
+    _say(
+        out,
+        f"mephisto-quals: building Mephisto's static frontend once into {target} "
+        f"(mephisto-task {MEPHISTO_TASK_VERSION}, no Cypress; log: {log})...",
+    )
     _copy_source(src, work)
     _pin_frontend(work / "package.json")
     _run_logged([npm, "install"], work, cache, log, "npm install for Mephisto's static frontend")
@@ -251,8 +255,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m mephisto_quals.devtools.pilot prepare [--cache DIR]``: build the cache (used by ./run)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m mephisto_quals.devtools.pilot",
-                                     description="Prepare the cached Mephisto frontend and router builds.")
+    parser = argparse.ArgumentParser(
+        prog="python -m mephisto_quals.devtools.pilot",
+        description="Prepare the cached Mephisto frontend and router builds.",
+    )
     parser.add_argument("command", choices=["prepare"])
     parser.add_argument("--cache", help=f"cache folder (default: ${CACHE_ENV} or ~/.cache/mephisto-quals)")
     args = parser.parse_args(argv)

@@ -91,13 +91,15 @@ def use_builds(builds: Builds, servers: Optional[os.PathLike] = None) -> Callabl
 
     builder.FRONTEND_SOURCE_DIR = str(builds.frontend)
     builder.FRONTEND_BUILD_DIR = str(builds.frontend / "build")
-    builder.StaticHTMLTaskBuilder.rebuild_core = rebuild_core  # type: ignore[assignment]
+    builder.StaticHTMLTaskBuilder.rebuild_core = rebuild_core
     build_router.build_node_router = lambda build_dir, task_run: str(builds.router)
 
     if servers is None:
-        servers = tempfile.mkdtemp(prefix="mephisto-quals-servers-")
-        atexit.register(shutil.rmtree, servers, True)
-    servers_dir = Path(servers)
+        made = tempfile.mkdtemp(prefix="mephisto-quals-servers-")
+        atexit.register(shutil.rmtree, made, True)
+        servers_dir = Path(made)
+    else:
+        servers_dir = Path(servers)
     servers_dir.mkdir(parents=True, exist_ok=True)
     link = servers_dir / "node_modules"
     if link.is_symlink() or link.exists():
@@ -116,7 +118,7 @@ def use_builds(builds: Builds, servers: Optional[os.PathLike] = None) -> Callabl
         return original_deploy(self)
 
     local_architect.time = wait
-    local_architect.LocalArchitect.deploy = deploy  # type: ignore[assignment]
+    local_architect.LocalArchitect.deploy = deploy
     return _restore
 
 
@@ -146,4 +148,3 @@ def cached_builds(cache: Optional[os.PathLike] = None, out: Optional[TextIO] = s
         yield builds
     finally:
         undo()
-

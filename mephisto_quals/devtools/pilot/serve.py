@@ -57,18 +57,46 @@ def pilot_workers(blueprint: Any) -> List[PilotWorker]:
     block = _names(quals, "blocklists") + _names(quals, "block_qualifications")
     onboarding = blueprint.get("onboarding_qualification")  # Mephisto's OnboardingRequired: set = used
     crowd: List[PilotWorker] = [
-        PilotWorker("alice", "allowed" + (", passed the onboarding before" if onboarding else ""),
-                    "task", grant=allow, revoke=block, onboarding=True if onboarding else None),
+        PilotWorker(
+            "alice",
+            "allowed" + (", passed the onboarding before" if onboarding else ""),
+            "task",
+            grant=allow,
+            revoke=block,
+            onboarding=True if onboarding else None,
+        ),
     ]
     if block:
-        crowd.append(PilotWorker("bob", f"allowed but on the blocklist ({block[0]})", "not qualified",
-                                 grant=allow + block[:1], onboarding=True if onboarding else None))
+        crowd.append(
+            PilotWorker(
+                "bob",
+                f"allowed but on the blocklist ({block[0]})",
+                "not qualified",
+                grant=allow + block[:1],
+                onboarding=True if onboarding else None,
+            )
+        )
     if onboarding:
-        crowd.append(PilotWorker("carol", "allowed, has not taken the onboarding yet", "onboarding",
-                                 grant=allow, revoke=block, onboarding=False))
+        crowd.append(
+            PilotWorker(
+                "carol",
+                "allowed, has not taken the onboarding yet",
+                "onboarding",
+                grant=allow,
+                revoke=block,
+                onboarding=False,
+            )
+        )
     if allow:
-        crowd.append(PilotWorker("dave", f"not on the allowlist ({allow[0]})", "not qualified",
-                                 revoke=allow + block, onboarding=True if onboarding else None))
+        crowd.append(
+            PilotWorker(
+                "dave",
+                f"not on the allowlist ({allow[0]})",
+                "not qualified",
+                revoke=allow + block,
+                onboarding=True if onboarding else None,
+            )
+        )
     return crowd
 
 
@@ -90,8 +118,14 @@ def seed_workers(db: Any, workers: Sequence[PilotWorker], onboarding: Optional[s
         return [w.name for w in ws]
 
     for qual in sorted({q for w in workers for q in w.grant}):
-        grants.grant(db, qual, names([w for w in workers if qual in w.grant]), provider=provider,
-                     reason="pilot test worker", source="pilot")
+        grants.grant(
+            db,
+            qual,
+            names([w for w in workers if qual in w.grant]),
+            provider=provider,
+            reason="pilot test worker",
+            source="pilot",
+        )
     for qual in sorted({q for w in workers for q in w.revoke}):
         grants.revoke(db, qual, names([w for w in workers if qual in w.revoke]), provider=provider, source="pilot")
     if onboarding:
@@ -127,8 +161,11 @@ def print_urls(base: str, workers: Sequence[PilotWorker], out: TextIO = sys.stdo
     for w in workers:
         print(f"  {w.name:<{width}}  {urls[w.name]}", file=out)
         print(f"  {'':<{width}}  {w.story} -> sees {w.expect}", file=out)
-    print("A new visit of the same worker: change assignment_id in the link. Ctrl-C stops the pilot.", file=out,
-          flush=True)
+    print(
+        "A new visit of the same worker: change assignment_id in the link. Ctrl-C stops the pilot.",
+        file=out,
+        flush=True,
+    )
     return urls
 
 
@@ -173,4 +210,3 @@ def serve_until_interrupted(operator: Operator, out: TextIO = sys.stdout, poll: 
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     print("Pilot stopped.", file=out, flush=True)
-

@@ -62,13 +62,28 @@ MAX_RESULTS = 100
 RETRY_CONFIG: Dict[str, Any] = {"mode": "standard", "max_attempts": 10}
 #: Error codes worth another try: throttling and service-side failures (as botocore's
 #: standard mode classifies them, plus MTurk's ServiceFault).
-RETRYABLE_CODES = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-    "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-    "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled", "SlowDown",
-    "PriorRequestNotComplete", "RequestTimeout", "RequestTimeoutException",
-    "ServiceUnavailable", "ServiceFault", "InternalError", "InternalFailure",
-})
+RETRYABLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ServiceUnavailable",
+        "ServiceFault",
+        "InternalError",
+        "InternalFailure",
+    }
+)
 _WORKER_ID = re.compile(r"^A[A-Z0-9]{1,63}$")
 _PROVIDERS = {"mturk": False, "mturk_sandbox": True}  # provider type -> sandbox
 
@@ -121,16 +136,24 @@ def find_requester(db: Any, requester_name: str) -> RequesterInfo:
     if row is None:
         raise RequesterNotFound(
             f"no MTurk requester {requester_name!r} in the Mephisto database; "
-            + (f"MTurk requesters there: {', '.join(known)}" if known else
-               "register one with 'mephisto register mturk_sandbox name=... access_key_id=... secret_access_key=...'")
+            + (
+                f"MTurk requesters there: {', '.join(known)}"
+                if known
+                else "register one with 'mephisto register mturk_sandbox name=... access_key_id=... "
+                "secret_access_key=...'"
+            )
         )
     if row["provider_type"] not in _PROVIDERS:
         raise RequesterNotFound(
             f"requester {row['requester_name']!r} is a {row['provider_type']} requester, not an MTurk one"
         )
     twin = by_name.get(f"{requester_name}_sandbox") if row["provider_type"] == "mturk" else None
-    return RequesterInfo(int(row["requester_id"]), row["requester_name"], row["provider_type"],
-                         twin["requester_name"] if twin is not None else None)
+    return RequesterInfo(
+        int(row["requester_id"]),
+        row["requester_name"],
+        row["provider_type"],
+        twin["requester_name"] if twin is not None else None,
+    )
 
 
 def client_is_sandbox(client: Any) -> bool:
@@ -141,14 +164,11 @@ def client_is_sandbox(client: Any) -> bool:
 def _refuse_live(info: RequesterInfo) -> LiveRequesterRefused:
     hint = f"; the sandbox requester is '{info.sandbox_twin}'" if info.sandbox_twin else ""
     return LiveRequesterRefused(
-        f"{info.label} works on real workers and real qualifications; pass --live (live_ok=True) "
-        f"to use it{hint}"
+        f"{info.label} works on real workers and real qualifications; pass --live (live_ok=True) to use it{hint}"
     )
 
 
-def client_for(
-    db: Any, requester_name: str, live_ok: bool = False, client: Any = None
-) -> Tuple[Any, bool]:
+def client_for(db: Any, requester_name: str, live_ok: bool = False, client: Any = None) -> Tuple[Any, bool]:
     """(boto3 MTurk client, is_sandbox) for a Mephisto requester; sandbox unless ``live_ok``.
 
     ``client`` injects a ready client (a stubbed one in tests); it must talk to the same
@@ -204,6 +224,7 @@ def is_mturk_worker_id(worker_id: str) -> bool:
 
 
 # --- calls, with our own retry loop ------------------------------------------------------------
+
 
 def error_code(error: Exception) -> str:
     response = getattr(error, "response", None) or {}
@@ -324,8 +345,15 @@ def find_qualification_type(
     """
     calls = as_calls(client, retry)
     found = [
-        q for q in pages(calls, "list_qualification_types", "QualificationTypes",
-                          Query=name, MustBeRequestable=False, MustBeOwnedByCaller=True)
+        q
+        for q in pages(
+            calls,
+            "list_qualification_types",
+            "QualificationTypes",
+            Query=name,
+            MustBeRequestable=False,
+            MustBeOwnedByCaller=True,
+        )
         if q.get("Name") == name
     ]
     found.sort(key=lambda q: q.get("QualificationTypeStatus") != "Active")

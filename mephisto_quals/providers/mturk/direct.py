@@ -49,13 +49,23 @@ class MTurkReport(BulkReport):
     def summary(self) -> str:
         side = "sandbox" if self.provider_type == "mturk_sandbox" else "LIVE"
         created = f"; created qualification type {self.qualification_type_id}" if self.created_type else ""
-        return (f"{super().summary()} on {side} MTurk requester '{self.requester}'"
-                f" ({self.write_calls} write calls, {self.retries} retries){created}")
+        return (
+            f"{super().summary()} on {side} MTurk requester '{self.requester}'"
+            f" ({self.write_calls} write calls, {self.retries} retries){created}"
+        )
 
 
 def _direct(
-    db: Any, qualification: str, worker_ids: Iterable[Union[str, int]], value: Optional[int], requester: str,
-    live_ok: bool, client: Any, reason: Optional[str], dry_run: bool, retry: Optional[Retry],
+    db: Any,
+    qualification: str,
+    worker_ids: Iterable[Union[str, int]],
+    value: Optional[int],
+    requester: str,
+    live_ok: bool,
+    client: Any,
+    reason: Optional[str],
+    dry_run: bool,
+    retry: Optional[Retry],
     local: Callable[[List[str], bool], BulkReport],
 ) -> MTurkReport:
     problems = check_name(qualification, "qualification")
@@ -130,9 +140,19 @@ def grant_on_mturk(
     grants_api.check_value(value)
 
     def local(workers: List[str], preflight: bool) -> BulkReport:
-        return grants_api.set_values(db, qualification, {w: value for w in workers}, provider=provider, reason=reason,
-                                  expires_in=expires_in, expires_at=expires_at, source="mturk", create=True,
-                                  dry_run=preflight, crowd=False)  # already on MTurk
+        return grants_api.set_values(
+            db,
+            qualification,
+            {w: value for w in workers},
+            provider=provider,
+            reason=reason,
+            expires_in=expires_in,
+            expires_at=expires_at,
+            source="mturk",
+            create=True,
+            dry_run=preflight,
+            crowd=False,
+        )  # already on MTurk
 
     provider = find_requester(db, requester).provider_type
     return _direct(db, qualification, worker_ids, value, requester, live_ok, client, reason, dry_run, retry, local)
@@ -157,8 +177,9 @@ def revoke_on_mturk(
     """
 
     def local(workers: List[str], preflight: bool) -> BulkReport:
-        return grants_api.revoke(db, qualification, workers, provider=provider, reason=reason, source="mturk",
-                              dry_run=preflight, crowd=False)  # already off MTurk
+        return grants_api.revoke(
+            db, qualification, workers, provider=provider, reason=reason, source="mturk", dry_run=preflight, crowd=False
+        )  # already off MTurk
 
     provider = find_requester(db, requester).provider_type
     return _direct(db, qualification, worker_ids, None, requester, live_ok, client, reason, dry_run, retry, local)

@@ -89,8 +89,10 @@ def _resolve_types(calls: Any, types: Iterable[str], sandbox: bool) -> Dict[str,
         name = mturk_qualification_name(given, sandbox)
         found = find_qualification_type(calls, name)
         if found is None:
-            raise QualsError(f"{name!r} is not one of this requester's {'sandbox' if sandbox else 'live'} MTurk "
-                             "qualification types; create it with 'mephisto-quals qual-types apply'")
+            raise QualsError(
+                f"{name!r} is not one of this requester's {'sandbox' if sandbox else 'live'} MTurk "
+                "qualification types; create it with 'mephisto-quals qual-types apply'"
+            )
         out[found["QualificationTypeId"]] = given
     return out
 
@@ -126,13 +128,21 @@ def list_requests(
         for type_id in dict.fromkeys(r["QualificationTypeId"] for r in raw):
             names.update(_resolve_types(calls, [type_id], sandbox))
     return [
-        QualRequest(r["QualificationRequestId"], r["QualificationTypeId"], names[r["QualificationTypeId"]],
-                    r["WorkerId"], sandbox, r.get("SubmitTime"), r.get("Answer"))
+        QualRequest(
+            r["QualificationRequestId"],
+            r["QualificationTypeId"],
+            names[r["QualificationTypeId"]],
+            r["WorkerId"],
+            sandbox,
+            r.get("SubmitTime"),
+            r.get("Answer"),
+        )
         for r in raw
     ]
 
 
 # --- decisions ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -309,16 +319,26 @@ def decide(
     plan, unknown = plan_decisions(db, requests, rule, decisions, now)
     report = DecisionReport(dry_run)
     for miss in unknown:
-        report.outcomes.append(DecisionOutcome(miss.request_id, "", "", "failed", why=miss.why,
-                                               error="no pending request with this id for these types"))
+        report.outcomes.append(
+            DecisionOutcome(
+                miss.request_id, "", "", "failed", why=miss.why, error="no pending request with this id for these types"
+            )
+        )
     for r in requests:
         d = plan.get(r.request_id)
         if d is None:
             report.outcomes.append(DecisionOutcome(r.request_id, r.worker_id, r.qualification, "pending"))
             continue
         accepting = d.action == "accept"
-        out = DecisionOutcome(r.request_id, r.worker_id, r.qualification, "", d.value if accepting else None,
-                              None if accepting else d.reason, d.why)
+        out = DecisionOutcome(
+            r.request_id,
+            r.worker_id,
+            r.qualification,
+            "",
+            d.value if accepting else None,
+            None if accepting else d.reason,
+            d.why,
+        )
         report.outcomes.append(out)
         if dry_run:
             out.status = "would accept" if accepting else "would reject"
@@ -335,14 +355,34 @@ def decide(
         note = f"MTurk request {r.request_id}: {d.why}"
         try:
             if accepting:
-                granted = set_values(db, r.qualification, {r.worker_id: d.value}, provider=r.provider, create=True,
-                                     source=SOURCE, reason=note, now=now, crowd=False)  # MTurk accepted it
+                granted = set_values(
+                    db,
+                    r.qualification,
+                    {r.worker_id: d.value},
+                    provider=r.provider,
+                    create=True,
+                    source=SOURCE,
+                    reason=note,
+                    now=now,
+                    crowd=False,
+                )  # MTurk accepted it
                 if granted.failed:
                     raise QualsError(granted.failed[0].error or "local grant failed")
                 out.local = granted.outcomes[0].status
-            record_decisions(db, [(r.qualification, r.worker_id, r.provider, f"{d.action}-request",
-                                   d.value if accepting else None, note if accepting else f"{note}; told: {d.reason}")],
-                             now=now)
+            record_decisions(
+                db,
+                [
+                    (
+                        r.qualification,
+                        r.worker_id,
+                        r.provider,
+                        f"{d.action}-request",
+                        d.value if accepting else None,
+                        note if accepting else f"{note}; told: {d.reason}",
+                    )
+                ],
+                now=now,
+            )
         except (QualsError, ValueError, sqlite3.Error) as e:
             out.status = "failed"
             out.error = f"{'accepted' if accepting else 'rejected'} on MTurk, but the local record failed: {e}"

@@ -77,8 +77,10 @@ class TypeResult:
         return not self.errors
 
     def summary(self) -> str:
-        verb = {"created": "would create" if self.dry_run else "created",
-                "updated": "would update" if self.dry_run else "updated"}.get(self.action, self.action)
+        verb = {
+            "created": "would create" if self.dry_run else "created",
+            "updated": "would update" if self.dry_run else "updated",
+        }.get(self.action, self.action)
         text = f"{self.mturk_name}: {verb}"
         if self.type_id:
             text += f" ({self.type_id})"
@@ -124,8 +126,10 @@ def plan_update(
     has_test = bool(existing.get("Test"))
     if spec.test is None:
         if has_test:
-            errors.append(f"{where}.test: the type on MTurk has a test and MTurk cannot remove a test; "
-                          "dispose of the type and create it again, or keep the test in the YAML")
+            errors.append(
+                f"{where}.test: the type on MTurk has a test and MTurk cannot remove a test; "
+                "dispose of the type and create it again, or keep the test in the YAML"
+            )
     else:
         test_fields = []
         if _canonical(existing.get("Test")) != _canonical(spec.test.question_form):
@@ -143,12 +147,15 @@ def plan_update(
                 params["AnswerKey"] = spec.test.answer_key
             changed += test_fields
     if spec.auto_granted and has_test:
-        errors.append(f"{where}.auto_granted: the type on MTurk has a test, "
-                      "and MTurk cannot make such a type auto-granted")
+        errors.append(
+            f"{where}.auto_granted: the type on MTurk has a test, and MTurk cannot make such a type auto-granted"
+        )
     old_retry = existing.get("RetryDelayInSeconds")
     if spec.retry_delay is None and old_retry is not None:
-        errors.append(f"{where}: the type on MTurk allows retakes after {old_retry}s and MTurk cannot disable retries; "
-                      "set the delay in the YAML, or dispose of the type and create it again")
+        errors.append(
+            f"{where}: the type on MTurk allows retakes after {old_retry}s and MTurk cannot disable retries; "
+            "set the delay in the YAML, or dispose of the type and create it again"
+        )
     elif spec.retry_delay is not None and spec.retry_delay != old_retry:
         params["RetryDelayInSeconds"] = spec.retry_delay
         changed.append("RetryDelayInSeconds")

@@ -37,9 +37,11 @@ def mapping_warning(db: Any, info: RequesterInfo, mturk_name: str, type_id: Opti
     mapping = qualification_mapping(db, info, mturk_name)
     if mapping is None or type_id is None or mapping["mturk_qualification_id"] == type_id:
         return None
-    return (f"Mephisto's MTurk datastore maps '{mturk_name}' to {mapping['mturk_qualification_id']} "
-            f"(requester {mapping['requester_id']}), not {type_id}: Mephisto's own Worker.grant_qualification "
-            "grants that other type")
+    return (
+        f"Mephisto's MTurk datastore maps '{mturk_name}' to {mapping['mturk_qualification_id']} "
+        f"(requester {mapping['requester_id']}), not {type_id}: Mephisto's own Worker.grant_qualification "
+        "grants that other type"
+    )
 
 
 def qualification_mapping(db: Any, info: RequesterInfo, mturk_name: str) -> Optional[Any]:
@@ -58,7 +60,8 @@ def record_mapping(db: Any, info: RequesterInfo, mturk_name: str, type_id: str) 
         return
     try:
         db.get_datastore_for_provider(info.provider_type).create_qualification_mapping(
-            mturk_name, str(info.requester_id), mturk_name, type_id)
+            mturk_name, str(info.requester_id), mturk_name, type_id
+        )
     except Exception:
         pass
 
@@ -69,8 +72,11 @@ def create_type(calls: MTurkCalls, name: str) -> str:
 
     try:
         response = calls.write(
-            "create_qualification_type", Name=name, Description=f"Equivalent qualification for {name}.",
-            QualificationTypeStatus="Active", AutoGranted=False,
+            "create_qualification_type",
+            Name=name,
+            Description=f"Equivalent qualification for {name}.",
+            QualificationTypeStatus="Active",
+            AutoGranted=False,
         )
         return response["QualificationType"]["QualificationTypeId"]
     except ClientError as e:
@@ -101,8 +107,13 @@ def send(
 
     try:
         if value is not None:
-            calls.write("associate_qualification_with_worker", QualificationTypeId=type_id, WorkerId=worker,
-                        IntegerValue=value, SendNotification=False)
+            calls.write(
+                "associate_qualification_with_worker",
+                QualificationTypeId=type_id,
+                WorkerId=worker,
+                IntegerValue=value,
+                SendNotification=False,
+            )
             return "ok", None
         params = {"QualificationTypeId": type_id, "WorkerId": worker}
         if reason:

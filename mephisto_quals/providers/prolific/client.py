@@ -104,9 +104,7 @@ def find_api_key(api_key: Optional[str] = None, requester: Optional[str] = None,
         return str(next(iter(keys.values())))
     known = f" (it has: {', '.join(sorted(keys))})" if keys else ""
     who = f" for requester '{requester}'" if requester else ""
-    raise ProlificInputError(
-        f"no Prolific API key{who}: pass api_key, set ${API_KEY_ENV}, or add it to {path}{known}"
-    )
+    raise ProlificInputError(f"no Prolific API key{who}: pass api_key, set ${API_KEY_ENV}, or add it to {path}{known}")
 
 
 def check_participant_ids(ids: List[str], field_name: str = "participant id") -> List[str]:
@@ -165,8 +163,15 @@ class ProlificClient:
     http: Any = None  # a requests.Session; created on first use
 
     @classmethod
-    def connect(cls, base_url: Optional[str] = None, api_key: Optional[str] = None, *, live_ok: bool = False,
-                requester: Optional[str] = None, retry: Optional[Retry] = None) -> ProlificClient:
+    def connect(
+        cls,
+        base_url: Optional[str] = None,
+        api_key: Optional[str] = None,
+        *,
+        live_ok: bool = False,
+        requester: Optional[str] = None,
+        retry: Optional[Retry] = None,
+    ) -> ProlificClient:
         """A client for ``base_url`` (see :func:`base_url_from`); refuses the live Prolific unless ``live_ok``.
 
         The live check runs first, so a refused call never looks for a key or opens a connection.
@@ -192,8 +197,9 @@ class ProlificClient:
         for attempt in range(1, self.retry.attempts + 1):
             last = attempt == self.retry.attempts
             try:
-                response = self.http.request(method, url, params=params, json=body, headers=headers,
-                                             timeout=self.timeout)
+                response = self.http.request(
+                    method, url, params=params, json=body, headers=headers, timeout=self.timeout
+                )
             except requests.ConnectionError as e:
                 if last:
                     raise ProlificError(f"could not reach Prolific at {url} ({e})") from e
@@ -205,8 +211,11 @@ class ProlificClient:
                 self.retry.sleep(self.retry.delay(attempt, response.headers.get("Retry-After")))
                 continue
             if response.status_code >= 400:
-                raise ProlificRefused(f"Prolific {method} {urlsplit(url).path}: HTTP {response.status_code}"
-                                      f" {_error_text(response)}", response.status_code, _json(response))
+                raise ProlificRefused(
+                    f"Prolific {method} {urlsplit(url).path}: HTTP {response.status_code} {_error_text(response)}",
+                    response.status_code,
+                    _json(response),
+                )
             if method == "GET":
                 self.reads += 1
             else:

@@ -25,8 +25,16 @@ from mephisto_quals.providers.prolific.client import ProlificClient
 from mephisto_quals.store import Session, session_for
 from mephisto_quals.store import prolific_groups as group_store
 
-__all__ = ["GROUP_PREFIX", "DEFAULT_WORKSPACE", "GroupRef", "group_name", "find_workspace", "find_group",
-           "ensure_group", "mapped_groups"]
+__all__ = [
+    "GROUP_PREFIX",
+    "DEFAULT_WORKSPACE",
+    "GroupRef",
+    "group_name",
+    "find_workspace",
+    "find_group",
+    "ensure_group",
+    "mapped_groups",
+]
 
 GROUP_PREFIX = "mephisto-quals:"
 #: Mephisto 1.5.2's default ``prolific_workspace_name``.
@@ -65,8 +73,9 @@ def find_workspace(client: ProlificClient, workspace: str) -> Dict[str, Any]:
     raise ProlificInputError(f"--workspace: no Prolific workspace titled {workspace!r} (there are: {titles})")
 
 
-def find_group(db: Any, client: ProlificClient, qualification: str, workspace: str,
-               workspace_id: Optional[str] = None) -> GroupRef:
+def find_group(
+    db: Any, client: ProlificClient, qualification: str, workspace: str, workspace_id: Optional[str] = None
+) -> GroupRef:
     """The qualification's group in the workspace, by our mapping, else by name; only reads (locally too)."""
     wid = workspace_id or find_workspace(client, workspace)["id"]
     ref = GroupRef(qualification, workspace, wid, group_name(qualification))
@@ -88,8 +97,10 @@ def ensure_group(db: Any, client: ProlificClient, ref: GroupRef, session: Option
     """Create the group if missing and record the mapping (created, adopted or re-pointed)."""
     if ref.group_id is None:
         created = client.create_participant_group(
-            ref.workspace_id, ref.group_name, f"Holders of the Mephisto qualification '{ref.qualification}' "
-                                              "(kept in step by mephisto-quals sync)")
+            ref.workspace_id,
+            ref.group_name,
+            f"Holders of the Mephisto qualification '{ref.qualification}' (kept in step by mephisto-quals sync)",
+        )
         ref.group_id, ref.how, ref.members = created["id"], "created", 0
     with session_for(db, session) as s, s.transaction() as conn:
         mapped = group_store.find(conn, ref.qualification, ref.workspace_id)
