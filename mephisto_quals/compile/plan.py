@@ -199,7 +199,8 @@ def plan_from_quals(
     if is_mturk_provider(provider_type):
         for r in local:
             if r.comparator in cmp.LIST_COMPARATORS and isinstance(r.value, tuple) and len(r.value) > 15:
-                problems.append(Problem(f"{r.source}.value", list(r.value), "MTurk takes at most 15 values with in / not in"))
+                too_many = "MTurk takes at most 15 values with in / not in"
+                problems.append(Problem(f"{r.source}.value", list(r.value), too_many))
         to_mturk = [q for q in existing_qualifications if _for_mturk(q)]
         to_mturk += [r.to_mephisto_dict() for r in local if not r.local_only]
         to_mturk += [q for q, _ in appended]
