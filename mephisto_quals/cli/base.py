@@ -71,7 +71,10 @@ def translate(error: BaseException) -> Optional[plain_click.ClickException]:
         # a RuntimeError is an operation that failed, not bad input
         return CommandFailed(str(error), 1 if isinstance(error, RuntimeError) else 2)
     if isinstance(error, sqlite3.Error):
-        return CommandFailed(f"database error: {error}", 1)
+        hint = ""
+        if "disk" in str(error) or "full" in str(error):
+            hint = " (is the disk full, or the file size limited?); the failed transaction was rolled back: run the command again"
+        return CommandFailed(f"database error: {error}{hint}", 1)
     if is_botocore_error(error):
         return CommandFailed(mturk_failure(error), 1)
     return None

@@ -129,7 +129,10 @@ class Session:
             yield self.conn
         except BaseException:
             self._depth = 0
-            self.conn.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (a full disk, an I/O error): then
+            # there is nothing to roll back, and the original error is the one to report.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
         self._depth = 0
         self.conn.execute("ROLLBACK" if rollback or self.readonly else "COMMIT")
