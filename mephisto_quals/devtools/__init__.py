@@ -1,1 +1,3 @@
-"""mephisto_quals/devtools"""
+"""Runnable development tools: the demo (``./run demo``), the browser pilot and the mock crowd
+that drives Mephisto's mock architect for tests and demos.
+"""

@@ -1,1 +1,2 @@
-"""mephisto_quals/providers"""
+"""Crowd-provider APIs: what mephisto-quals sends to MTurk and Prolific, beside Mephisto's own providers.
+"""

@@ -1,1 +1,4 @@
-"""mephisto_quals/providers/mturk"""
+"""MTurk: the client (sandbox unless live), list sync, direct grants, qualification types and requests.
+
+MTurk closed on 2026-09-30; this stays working for those who still have its data.
+"""

@@ -1,1 +1,3 @@
-"""mephisto_quals/providers/prolific"""
+"""Prolific: our API client, local lists kept as participant groups (sync, pull, direct grants) and
+the list exports.
+"""
