@@ -26,7 +26,7 @@ from mephisto_quals.admin.grants import grant
 from mephisto_quals.compile.plan import plan_from_quals
 from mephisto_quals.errors import QualsConfigError
 from mephisto_quals.providers.prolific.groups import group_name
-from prolific_fixtures import mephisto_on_prolific, prolific, prolific_env  # noqa: F401  (pytest fixtures)
+from prolific_fixtures import mephisto_on_prolific, prolific, prolific_client, prolific_env  # noqa: F401  (pytest fixtures)
 from prolific_standin import StandIn
 from test_hydra import quals_of, result_of, run, runtime_args, sandbox, script  # noqa: F401  (helpers, fixtures)
 
@@ -375,3 +375,59 @@ def test_on_mephisto_1_1_1_prolific_filters_validate_but_are_not_launched() -> N
     plan = plan_from_quals({"prolific": [{"filter": "approval_rate", "min": 95}]}, provider_type="mock")
     assert plan.prolific == [{"filter_id": "approval_rate", "selected_range": {"lower": 95}}]
 
+
+
+# --- explain / forecast: the Prolific side -------------------------------------------------------
+
+
+def _prolific_rows(why: Any) -> List[Any]:
+    return [r for r in why.rows if r.where == "prolific"]
+
+
+def test_explain_and_forecast_show_groups_as_last_synced_and_filters_only_prolific_knows(
+    db: Any, prolific: StandIn, prolific_client: Any,  # noqa: F811
+) -> None:
+    """Both lines (a config, no launch): before a sync the group is 'not yet'; after, its id and membership."""
+    from mephisto_quals.admin.eligibility import explain, forecast
+    from mephisto_quals.providers.prolific.sync import apply_sync
+
+    grant(db, "trusted", [P[0], P[1]], provider="prolific", create=True)
+    grant(db, "spammers", [P[1]], provider="prolific", create=True)
+    config = {"blueprint": {"_blueprint_type": "mock_quals",
+                            "quals": {"allowlists": ["trusted"], "blocklists": ["spammers"],
+                                      "prolific": [{"filter": "approval_rate", "min": 95}]}},
+              "provider": {"_provider_type": "prolific"}}
+    before = _prolific_rows(explain(db, P[0], provider="prolific", config=config))
+    assert [(r.source, r.verdict) for r in before] == [
+        ("mephisto.blueprint.quals.allowlists[0]", "unknown"), ("mephisto.blueprint.quals.blocklists[0]", "unknown"),
+        (f"{Q}[0]", "unknown")]
+    assert "no group yet" in before[0].actual
+    assert before[2].requirement == "{filter: approval_rate, min: 95}" and before[2].actual == "only Prolific knows"
+    for q in ("trusted", "spammers"):
+        apply_sync(db, q, client=prolific_client)
+    gid = prolific.group_named(group_name("trusted"))
+    alice = _prolific_rows(explain(db, P[0], provider="prolific", config=config))
+    bob = _prolific_rows(explain(db, P[1], provider="prolific", config=config))
+    assert [r.verdict for r in alice] == ["pass", "pass", "unknown"]
+    assert [r.verdict for r in bob] == ["pass", "fail", "unknown"]  # in the allowlist group and the blocklist's
+    assert gid in alice[0].requirement and alice[0].actual.startswith("member as last synced")
+    assert bob[1].actual.startswith("member as last synced")
+    live = _prolific_rows(explain(db, P[1], provider="prolific", config=config, prolific_client=prolific_client))
+    assert live[1].actual == "member (read from Prolific now)" and live[1].verdict == "fail"
+    fc = forecast(db, config=config)
+    assert f"Prolific: allowlist 'trusted' is participant group {gid}, 2 member(s) as last synced" in "\n".join(fc.prolific)
+    assert any("1 filter(s) not counted, only Prolific knows: {filter: approval_rate, min: 95}" in w for w in fc.warnings)
+
+
+def test_explain_after_a_launch_reads_the_task_by_name(
+    prolaunch: Launch, mephisto_on_prolific: StandIn, db: Any,  # noqa: F811
+) -> None:
+    _skip_without_provider()
+    from mephisto_quals.admin.eligibility import explain
+
+    grant(db, "trusted", [P[0]], provider="prolific", create=True)
+    prolaunch({"allowlists": ["trusted"]}, block_qualification="task_block")
+    rows = _prolific_rows(explain(db, P[0], provider="prolific", task="prolific-task"))
+    assert [(r.source, r.verdict) for r in rows] == [("mephisto.blueprint.quals.allowlists[0]", "pass"),
+                                                     ("mephisto.blueprint.block_qualification", "pass")]
+    assert mephisto_on_prolific.group_named(group_name("task_block")) in rows[1].requirement
