@@ -431,3 +431,76 @@ def test_explain_after_a_launch_reads_the_task_by_name(
     assert [(r.source, r.verdict) for r in rows] == [("mephisto.blueprint.quals.allowlists[0]", "pass"),
                                                      ("mephisto.blueprint.block_qualification", "pass")]
     assert mephisto_on_prolific.group_named(group_name("task_block")) in rows[1].requirement
+
+
+# --- review --apply --prolific -------------------------------------------------------------------
+
+
+@pytest.fixture
+def mock_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mephisto 1.4+'s MockServer keeps answers in ``received_messages`` (notes §9.1): read them
+    there, until devtools/mock_crowd.py is ported (the same local fix as tests/test_inhouse.py)."""
+    from mephisto_quals.devtools import mock_crowd
+
+    original = getattr(mock_crowd, "_record_answers", None)
+    if original is None:
+        return
+
+    class Answers:
+        def __init__(self, server: Any) -> None:
+            self.server = server
+
+        def _find(self, request_id: str) -> Any:
+            for packet_type, message in list(self.server.received_messages):
+                data = message.get("data")
+                if packet_type == "agent_details" and isinstance(data, dict) and data.get("request_id") == request_id:
+                    return data
+            return None
+
+        def __contains__(self, request_id: object) -> bool:
+            return self._find(str(request_id)) is not None
+
+        def __getitem__(self, request_id: str) -> Any:
+            found = self._find(request_id)
+            if found is None:
+                raise KeyError(request_id)
+            return found
+
+    monkeypatch.setattr(mock_crowd, "_record_answers",
+                        lambda server: Answers(server) if "received_messages" in vars(server) else original(server))
+
+
+def test_review_apply_prolific_syncs_the_touched_qualifications_groups(
+    db: Any, launch: Any, mock_answers: None, prolific_env: StandIn, tmp_path: Path,  # noqa: F811
+) -> None:
+    """A rule that grants a blocklist qualification pushes it to its Prolific group after the commit:
+    the group then holds the list's Prolific participants; untouched lists are left alone."""
+    from click.testing import CliRunner
+    from mephisto.abstractions.blueprint import AgentState
+    from mephisto.data_model.agent import Agent
+
+    from mephisto_quals.cli.main import cli as root
+
+    standin = prolific_env
+    grant(db, "spammers", [P[7]], provider="prolific", create=True)  # a participant blocked earlier, not on Prolific
+    grant(db, "untouched", [P[6]], provider="prolific", create=True)
+    run = launch(task_name="labelling", num_assignments=2)
+    arrival = run.arrive("bob")
+    agent = Agent.get(db, arrival.agent_id)
+    agent.update_status(AgentState.STATUS_COMPLETED)
+    agent.reject_work("spam")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"rules": [{"when": "rejected", "grant": "spammers"}]}))
+    runner = CliRunner()
+    dry = runner.invoke(root, ["review", "--task", "labelling", "--rules", str(rules), "--prolific", "--db", db.db_path])
+    assert dry.exit_code == 0, dry.output
+    assert standin.calls == []  # a dry run never talks to Prolific
+    done = runner.invoke(root, ["review", "--task", "labelling", "--rules", str(rules), "--apply", "--prolific",
+                                "--db", db.db_path])
+    assert done.exit_code == 0, done.output
+    assert _members(standin, "spammers") == {P[7]}  # bob is a mock worker: locally blocked, not a participant
+    assert standin.group_named(group_name("untouched")) is None
+    again = runner.invoke(root, ["review", "--task", "labelling", "--rules", str(rules), "--apply", "--prolific",
+                                 "--db", db.db_path])
+    assert again.exit_code == 0 and "nothing to sync" in again.output
+    assert len(standin.writes("participants/")) == 1
