@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from mephisto.abstractions.databases.local_database import LocalMephistoDB
 from omegaconf import OmegaConf
 
-from mephisto.abstractions.databases.local_database import LocalMephistoDB
-
 from mephisto_quals import QualsConfigError, plan_from_quals
-from mephisto_quals.errors import QualsError
 from mephisto_quals.admin.grants import UnknownQualificationError, grant
+from mephisto_quals.errors import QualsError
 from mephisto_quals.providers.prolific.lists import (
     export_prolific,
     format_requirements,
@@ -41,11 +40,11 @@ def bad_worker(db: LocalMephistoDB) -> str:
 
 @pytest.fixture
 def lists(db: LocalMephistoDB) -> LocalMephistoDB:
-    prolific = {"provider": "prolific", "now": NOW}
-    grant(db, "trusted", [P1, P2, P3], create=True, **prolific)
-    grant(db, "trained", [P2, P3, P4], create=True, **prolific)
-    grant(db, "banned", [P4], create=True, **prolific)
-    grant(db, "spammers", [P1], create=True, **prolific)
+    on_prolific = {"provider": "prolific", "now": NOW}
+    grant(db, "trusted", [P1, P2, P3], create=True, **on_prolific)
+    grant(db, "trained", [P2, P3, P4], create=True, **on_prolific)
+    grant(db, "banned", [P4], create=True, **on_prolific)
+    grant(db, "spammers", [P1], create=True, **on_prolific)
     grant(db, "trusted", [EXPIRED], provider="prolific", expires_in="1h", now=NOW - 7200)
     grant(db, "trusted", ["alice"], provider="mock", now=NOW)  # not a Prolific participant
     grant(db, "nobody_on_prolific", ["bob"], provider="mock", create=True, now=NOW)
@@ -157,8 +156,9 @@ def test_export_prolific_command(lists: LocalMephistoDB) -> None:
     assert unknown.exit_code == 2 and "'trustd' does not exist" in unknown.stderr
 
 
-def test_export_writes_the_group_filter_once_the_list_is_mapped(lists: LocalMephistoDB, prolific_client: Any,
-                                                                prolific: Any) -> None:
+def test_export_writes_the_group_filter_once_the_list_is_mapped(
+    lists: LocalMephistoDB, prolific_client: Any, prolific: Any,  # noqa: F811  (fixtures)
+) -> None:
     """After a sync (or a launch) maps the list to a participant group, export names the group, which
     stays current as it is synced, instead of a snapshot of ids."""
     from mephisto_quals.providers.prolific.sync import apply_sync

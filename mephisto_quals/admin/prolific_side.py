@@ -111,11 +111,12 @@ def forecast_lines(db: Any, plan: QualsPlan, blueprint: Any, provider_type: Opti
         for kind, qualification, source in _lists(plan, blueprint):
             mapped = _newest(db, qualification)
             if mapped is None:
-                lines.append(f"Prolific: {kind} '{qualification}' ({source}) has no participant group yet: the launch "
-                             "creates and syncs it")
+                lines.append(f"Prolific: {kind} '{qualification}' ({source}) has no participant group yet: "
+                             "the launch creates and syncs it")
             else:
                 lines.append(f"Prolific: {kind} '{qualification}' is participant group {mapped['group_id']}, "
-                             f"{mapped.get('synced_members')} member(s) as last synced {_when(mapped.get('synced_at'))}")
+                             f"{mapped.get('synced_members')} member(s) as last synced "
+                             f"{_when(mapped.get('synced_at'))}")
     filters: Sequence[Dict[str, Any]] = plan.prolific
     if filters:
         lines.append(f"Prolific: {len(filters)} filter(s) not counted, {ONLY_PROLIFIC}: "

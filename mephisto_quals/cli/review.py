@@ -29,8 +29,8 @@ __all__ = ["review", "COMMANDS"]
 @db_option
 def review(
     task: Optional[str], run_ids: Tuple[str, ...], rules: str, apply_: bool, verbose: bool, progress: Optional[bool],
-    db: Optional[str], prolific: bool = False, workspace: str = "My Workspace", prolific_requester: Optional[str] = None,
-    live: bool = False, yes: bool = False,
+    db: Optional[str], prolific: bool = False, workspace: str = "My Workspace",
+    prolific_requester: Optional[str] = None, live: bool = False, yes: bool = False,
 ) -> None:
     """Apply review rules to a task's workers: grant, update or revoke qualifications.
 

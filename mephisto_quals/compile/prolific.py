@@ -96,7 +96,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _range(spec: Optional[FilterSpec], item: Mapping[str, Any], path: str) -> Tuple[Dict[str, Any], List[Problem]]:
+Checked = Tuple[Dict[str, Any], List[Problem]]
+
+
+def _range(spec: Optional[FilterSpec], item: Mapping[str, Any], path: str) -> Checked:
     problems: List[Problem] = []
     given = {k: item[k] for k in ("min", "max") if item.get(k) is not None}
     if not given:
@@ -112,7 +115,7 @@ def _range(spec: Optional[FilterSpec], item: Mapping[str, Any], path: str) -> Tu
     return {"selected_range": bounds}, problems
 
 
-def _values(spec: Optional[FilterSpec], item: Mapping[str, Any], path: str) -> Tuple[Dict[str, Any], List[Problem]]:
+def _values(spec: Optional[FilterSpec], item: Mapping[str, Any], path: str) -> Checked:
     values = item.get("values")
     kind = spec.values if spec else "strings"
     if not isinstance(values, (list, tuple)) or not values:
@@ -123,7 +126,8 @@ def _values(spec: Optional[FilterSpec], item: Mapping[str, Any], path: str) -> T
     if kind == "participant ids":
         wrong = [v for v in values if not _PARTICIPANT_ID.match(v)]
         if wrong:
-            return {}, [Problem(f"{path}.values", wrong[:10], "Prolific participant ids are 24 lowercase hex characters")]
+            return {}, [Problem(f"{path}.values", wrong[:10],
+                                "Prolific participant ids are 24 lowercase hex characters")]
     return {"selected_values": list(dict.fromkeys(values))}, []
 
 

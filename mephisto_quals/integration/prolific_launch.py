@@ -64,7 +64,7 @@ BASE_MODULE = "mephisto.abstractions.providers.prolific.api.base_api_resource"
 #: Attribute of the shared state holding this launch's :class:`LaunchSpec`.
 LAUNCH_ATTR = "mephisto_quals_prolific_launch"
 _MARK = "__mephisto_quals_prolific__"
-_current: contextvars.ContextVar[Optional["LaunchSpec"]] = contextvars.ContextVar("mephisto_quals_prolific",
+_current: contextvars.ContextVar[Optional[LaunchSpec]] = contextvars.ContextVar("mephisto_quals_prolific",
                                                                                    default=None)
 
 
@@ -81,8 +81,8 @@ class LaunchSpec:
     workspace: str
     workspace_id: str
     filters: List[Dict[str, Any]] = field(default_factory=list)
-    allow: List["GroupRef"] = field(default_factory=list)
-    block: List["GroupRef"] = field(default_factory=list)
+    allow: List[GroupRef] = field(default_factory=list)
+    block: List[GroupRef] = field(default_factory=list)
     synced: Dict[str, str] = field(default_factory=dict)  # qualification -> sync report summary
 
 
@@ -97,7 +97,10 @@ def is_prolific_run(args: Any) -> bool:
     return provider is not None and config_value(provider, "_provider_type") == PROVIDER
 
 
-def launch_lists(plan: QualsPlan, blueprint_args: Mapping[str, Any]) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]:
+Named = List[Tuple[str, str]]
+
+
+def launch_lists(plan: QualsPlan, blueprint_args: Mapping[str, Any]) -> Tuple[Named, Named]:
     """(allowlists, blocklists) of a run as (qualification, config path), each name once.
 
     An ``exists`` requirement that is not a guard is an allowlist; every ``not exists`` one a
@@ -125,7 +128,7 @@ def _base_url() -> str:
     return str(importlib.import_module(BASE_MODULE).BASE_URL)
 
 
-def _client(requester_name: str) -> "ProlificClient":
+def _client(requester_name: str) -> ProlificClient:
     """Our client on Mephisto's Prolific, with the requester's key from ``~/.prolific/credentials``."""
     from mephisto_quals.providers.prolific.client import CREDENTIALS_PATH, ProlificClient, find_api_key
 
@@ -138,7 +141,10 @@ def _client(requester_name: str) -> "ProlificClient":
     return ProlificClient.connect(_base_url(), find_api_key(key, requester_name), live_ok=True)
 
 
-def _resolve(filters: List[Dict[str, Any]], catalogue: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Problem]]:
+Filters = List[Dict[str, Any]]
+
+
+def _resolve(filters: Filters, catalogue: List[Dict[str, Any]]) -> Tuple[Filters, List[Problem]]:
     """Check each filter's id against Prolific's list and map select labels to choice ids."""
     by_id = {f.get("filter_id"): f for f in catalogue}
     out, problems = [], []
@@ -152,7 +158,8 @@ def _resolve(filters: List[Dict[str, Any]], catalogue: List[Dict[str, Any]]) -> 
         choices = known.get("choices")
         if "selected_values" in f and isinstance(choices, dict) and choices:
             labels = {str(label).casefold(): cid for cid, label in choices.items()}
-            mapped, bad = [], []
+            mapped: List[str] = []
+            bad: List[str] = []
             for v in f["selected_values"]:
                 cid = v if v in choices else labels.get(v.casefold())
                 (mapped if cid is not None else bad).append(cid if cid is not None else v)
