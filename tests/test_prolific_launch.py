@@ -245,16 +245,16 @@ def test_a_quals_run_on_prolific_gets_its_groups_and_filters_on_the_study(
                "prolific": [{"filter": "approval_rate", "min": 95}, {"filter": "approval_numbers", "min": 100},
                             {"filter": "current-country-of-residence", "values": ["United Kingdom", "4"]},
                             {"filter": "age", "min": 18, "max": 65}]},
-              block_qualification="task_block")
+              block_qualification="task_block", use_onboarding=True, onboarding_qualification="onb")
     study = _study(standin)
     assert study["eligibility_requirements"] == []
     gid = {q: standin.group_named(group_name(q)) for q in ("trusted", "spammers", "lab_block", "screening-failed",
-                                                            "task_block")}
+                                                            "task_block", "onb-failed")}
     assert all(gid.values()), gid
     filters = _filters(study)
     assert filters["participant_group_allowlist"] == [gid["trusted"]]
     assert sorted(filters["participant_group_blocklist"]) == sorted(
-        gid[q] for q in ("spammers", "lab_block", "screening-failed", "task_block"))
+        gid[q] for q in ("spammers", "lab_block", "screening-failed", "task_block", "onb-failed"))
     assert filters["approval_rate"] == {"lower": 95}
     assert filters["approval_numbers"] == {"lower": 100}
     assert filters["current-country-of-residence"] == ["0", "4"]  # the label mapped to Prolific's choice id
@@ -267,6 +267,19 @@ def test_a_quals_run_on_prolific_gets_its_groups_and_filters_on_the_study(
     # Mephisto's provider knows P[0..5] as workers, and would have made its "PG <timestamp>" group of them.
     assert not [g["name"] for g in standin.groups.values() if g["name"].startswith("PG ")]
     assert study["status"] == "ACTIVE"
+
+
+def test_with_a_retake_delay_the_onboarding_failed_list_is_left_to_the_local_gate(
+    prolaunch: Launch, mephisto_on_prolific: StandIn, db: Any,  # noqa: F811
+) -> None:
+    """A failed worker may come back after the delay, so Prolific must not hide the study from them."""
+    _skip_without_provider()
+    grant(db, "onb-failed", [P[4]], provider="prolific", create=True)
+    prolaunch({"blocklists": ["spammers"], "onboarding_retake_delay": "7d"}, use_onboarding=True,
+              onboarding_qualification="onb")
+    blocked = _filters(_study(mephisto_on_prolific))["participant_group_blocklist"]
+    assert blocked == [mephisto_on_prolific.group_named(group_name("spammers"))]
+    assert mephisto_on_prolific.group_named(group_name("onb-failed")) is None
 
 
 def test_the_launch_sync_sends_only_the_difference(
