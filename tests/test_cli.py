@@ -700,10 +700,10 @@ def test_export_format_prolific_gives_a_requirement_for_the_quals_node(cli, db):
     done = cli("export", "vetted", "--format", "prolific")
     assert done.code == 0, done.err
     reqs = yaml.safe_load(done.out)
-    assert reqs == [{"name": "CustomWhitelistEligibilityRequirement", "white_list": sorted(ids)}]
-    assert plan_from_quals({"prolific": reqs}).prolific == reqs
+    assert reqs == [{"filter": "custom_allowlist", "values": sorted(ids)}]
+    assert plan_from_quals({"prolific": reqs}).prolific == [{"filter_id": "custom_allowlist", "selected_values": sorted(ids)}]
     blocked = yaml.safe_load(cli("export", "vetted", "--format", "prolific", "--block").out)
-    assert blocked[0]["name"] == "CustomBlacklistEligibilityRequirement"
+    assert blocked[0]["filter"] == "custom_blocklist"
 
 
 def test_wut_shows_the_quals_field_with_help(cli):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from mephisto_quals.admin import prolific_side
 from mephisto_quals.errors import QualsError
 from mephisto_quals.integration.gate import check_worker, passes
 from mephisto_quals.compile.mturk import LOCALE_ID, SYSTEM_QUALS, is_mturk_provider
@@ -140,8 +141,12 @@ def explain(
     task: Optional[str] = None,
     config: Any = None,
     now: Optional[float] = None,
+    prolific_client: Any = None,
 ) -> Explanation:
-    """Every requirement of a task for one worker: their value and pass / fail / unknown."""
+    """Every requirement of a task for one worker: their value and pass / fail / unknown.
+
+    On a Prolific task the list groups are shown as last synced, or read from Prolific with
+    ``prolific_client``; Prolific's filters are "only Prolific knows"."""
     tq = load_task(db, task, config)
     worker_id, name = _resolve_one(db, worker, provider)
     out = Explanation(name, worker_id, tq)
@@ -163,8 +168,10 @@ def explain(
     ):
         out.rows.append(ExplainRow("mturk", "Location In [US, CA, GB, AU, NZ] (Mephisto's default)", "mephisto (live MTurk)",
                                    "only MTurk knows", "unknown"))
-    for i, req in enumerate(tq.plan.prolific):
-        out.rows.append(ExplainRow("prolific", str(req), f"mephisto.blueprint.quals.prolific[{i}]", "only Prolific knows", "unknown"))
+    if prolific_side.applies(tq.plan, tq.provider_type):
+        side = prolific_side.explain_rows(db, tq.plan, tq.run_config.blueprint, tq.provider_type, name, worker_id,
+                                          client=prolific_client, now=now)
+        out.rows += [ExplainRow(r.where, r.requirement, r.source, r.actual, r.verdict) for r in side]
     return out
 
 
@@ -177,6 +184,8 @@ class Forecast:
     passing: int
     per_requirement: List[Tuple[Requirement, int]]
     warnings: List[str]
+    #: The Prolific side (list groups as last synced, filters only Prolific evaluates); also in warnings.
+    prolific: List[str] = field(default_factory=list)
 
 
 def _all_holdings(conn: Any, names: Sequence[str], now: float) -> Dict[str, Optional[Dict[int, int]]]:
@@ -224,4 +233,5 @@ def forecast(db: Any, task: Optional[str] = None, config: Any = None, now: Optio
     if tq.plan.mturk or tq.plan.prolific:
         warnings.append("provider-side requirements (MTurk / Prolific) are not counted: only the provider knows them")
     warnings += [f"cost: {note}" for note in cost_notes(tq.plan)]
-    return Forecast(tq, len(verdict), passing, list(zip(tq.checks, per)), warnings)
+    prolific = prolific_side.forecast_lines(db, tq.plan, tq.run_config.blueprint, tq.provider_type)
+    return Forecast(tq, len(verdict), passing, list(zip(tq.checks, per)), warnings + prolific, prolific)

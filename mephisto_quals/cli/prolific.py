@@ -1,4 +1,4 @@
-"""``export-prolific``: a local list as Prolific eligibility requirements (YAML or JSON)."""
+"""``export-prolific``: a local list as Prolific filters (YAML or JSON)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,10 @@ __all__ = ["export_prolific_command", "COMMANDS"]
 @click.option("--strict", is_flag=True, help="Fail (exit 2) when a holder's name is not a Prolific participant id.")
 @db_option
 def export_prolific_command(qualification: str, block: bool, fmt: str, strict: bool, db: Optional[str]) -> None:
-    """Print a local list as Prolific eligibility requirements.
+    """Print a local list as Prolific filters (participant ids).
 
-    Holders (live grants) who are Prolific participants become a
-    CustomWhitelistEligibilityRequirement (or, with --block, a
-    CustomBlacklistEligibilityRequirement). Paste the output as the value of
+    Holders (live grants) who are Prolific participants become a custom_allowlist filter
+    (or, with --block, custom_blocklist). Paste the output as the value of
     mephisto.blueprint.quals.prolific. It is a snapshot: export again after changes.
 
     \b

@@ -76,9 +76,11 @@ def show(qualification: str, include_expired: bool, db: Optional[str]) -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write to FILE (default: stdout).")
 @click.option("--include-expired", is_flag=True, help="Also export grants whose expiry has passed (those rows cannot be imported again).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "prolific"]), default="csv", show_default=True,
-              help="csv: holders for 'import'; prolific: a CustomWhitelistEligibilityRequirement (YAML) for "
-                   "mephisto.blueprint.quals.prolific.")
-@click.option("--block", is_flag=True, help="With --format prolific: a CustomBlacklistEligibilityRequirement instead.")
+              help="csv: holders for 'import'; prolific: a Prolific filter (YAML) for "
+                   "mephisto.blueprint.quals.prolific: the list's participant group when it is mapped "
+                   "(participant_group_allowlist), else its participants (custom_allowlist).")
+@click.option("--block", is_flag=True, help="With --format prolific: the blocklist filter "
+                                            "(participant_group_blocklist / custom_blocklist) instead.")
 @db_option
 def export_csv(
     qualification: str, output: Optional[str], include_expired: bool, fmt: str, block: bool, db: Optional[str]
@@ -87,8 +89,9 @@ def export_csv(
 
     'worker' is the provider's worker name (without Mephisto's _sandbox suffix), so the file
     imports into this or another Mephisto database with 'import'. Empty cells mean unset.
-    With --format prolific, the holders who are Prolific participants become an eligibility
-    requirement to paste under mephisto.blueprint.quals.prolific.
+    With --format prolific, the list becomes a Prolific filter to paste under
+    mephisto.blueprint.quals.prolific: its participant group's id when the list is mapped to
+    one (sync or a launch made it), else the ids of the holders who are Prolific participants.
 
     \b
     Examples:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import rich_click as click
 
@@ -10,6 +10,7 @@ from mephisto_quals.cli.base import RichQualsCommand
 from mephisto_quals.cli.database import resolve_db
 from mephisto_quals.cli.options import db_option, progress_option, verbose_option
 from mephisto_quals.cli.output import Progress, change, finish, out, print_report, table
+from mephisto_quals.cli.sync import prolific_options
 from mephisto_quals.errors import OperationFailed
 
 __all__ = ["review", "COMMANDS"]
@@ -20,22 +21,29 @@ __all__ = ["review", "COMMANDS"]
 @click.option("--run", "run_ids", multiple=True, metavar="RUN_ID", help="Review the units of this task run (repeatable).")
 @click.option("--rules", required=True, type=click.Path(exists=True, dir_okay=False), help="Review rules YAML.")
 @click.option("--apply", "apply_", is_flag=True, help="Make the changes (default: only show them).")
+@prolific_options
+@click.option("--live", is_flag=True, help="With --prolific: allow the real (non-loopback) Prolific.")
+@click.option("--yes", is_flag=True, help="With --prolific: do not ask before writing to the real Prolific.")
 @verbose_option
 @progress_option
 @db_option
 def review(
     task: Optional[str], run_ids: Tuple[str, ...], rules: str, apply_: bool, verbose: bool, progress: Optional[bool],
-    db: Optional[str],
+    db: Optional[str], prolific: bool = False, workspace: str = "My Workspace",
+    prolific_requester: Optional[str] = None, live: bool = False, yes: bool = False,
 ) -> None:
     """Apply review rules to a task's workers: grant, update or revoke qualifications.
 
     A dry run by default: prints the planned changes; --apply writes them (audited with
-    the rule as the reason).
+    the rule as the reason). With --prolific, after the commit each qualification the apply
+    changed is synced to its Prolific participant group (only the difference), so a
+    participant a rule blocks is kept out of live studies at once.
 
     \b
     Examples:
       mephisto-quals review --task my-task --rules rules.yaml
       mephisto-quals review --run 17 --run 18 --rules rules.yaml --apply
+      mephisto-quals review --task my-task --rules rules.yaml --apply --prolific
     """
     if (task is None) == (not run_ids):
         raise click.UsageError("give --task NAME or --run RUN_ID (one of them)")
@@ -46,6 +54,11 @@ def review(
 
     rule_list = reviewing.load_rules(rules)
     path = resolve_db(db)
+    client = None
+    if prolific and apply_:
+        from mephisto_quals.cli.sync import prolific_client
+
+        client = prolific_client(live, prolific_requester)  # a live Prolific without --live stops before any write
     plan = reviewing.plan_review(path, task_name=task, run_ids=list(run_ids) or None, rules=rule_list)
     shown = [c for c in plan.changes if verbose or getattr(c, "changed", True)]
     if shown:
@@ -67,7 +80,25 @@ def review(
         ok = print_report(report, verbose) and ok
     if not reports:
         out("nothing to apply")
+    if client is not None:
+        ok = _push(path, reports, client, workspace, live, yes, verbose) and ok
     finish(ok)
+
+
+def _push(path: str, reports: List[Any], client: Any, workspace: str, live: bool, yes: bool, verbose: bool) -> bool:
+    """--prolific: sync the touched qualifications' participant groups (after the apply committed)."""
+    from mephisto_quals.admin.review.apply import push_to_prolific, touched_qualifications
+    from mephisto_quals.cli.sync import confirm_prolific_writes
+
+    touched = touched_qualifications(reports)
+    if not touched:
+        out("Prolific: no qualification changed, nothing to sync")
+        return True
+    confirm_prolific_writes(client, len(touched), f"sync {', '.join(map(repr, touched))} to their groups", yes)
+    ok = True
+    for report in push_to_prolific(path, reports, workspace=workspace, client=client, live_ok=live):
+        ok = print_report(report, verbose) and ok
+    return ok
 
 
 #: In the order the root group lists them.

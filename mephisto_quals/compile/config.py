@@ -104,8 +104,10 @@ class QualsConfig:
         default_factory=list,
         metadata={
             "help": (
-                "Prolific eligibility requirements ({name: ...EligibilityRequirement, ...}), "
-                "passed through as prolific_specific_qualifications."
+                "Prolific filters: {filter: approval_rate|approval_numbers|age, min, max} or "
+                "{filter: current-country-of-residence|fluent-languages|..., values: [...]}, or "
+                "{filter_id: ID, ...} for another Prolific filter. The deprecated "
+                "{name: ...EligibilityRequirement} form is converted, with a warning."
             )
         },
     )

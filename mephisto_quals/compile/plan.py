@@ -19,7 +19,7 @@ from mephisto_quals.compile.mturk import (
     is_mturk_provider,
     is_sandbox_provider,
 )
-from mephisto_quals.compile.prolific import build_prolific_requirements
+from mephisto_quals.compile.prolific import build_prolific_filters
 from mephisto_quals.compile.requirements import Requirement, compile_local, failed_name, find_conflicts
 from mephisto_quals.errors import Problem, QualsConfigError
 
@@ -205,8 +205,9 @@ def plan_from_quals(
         to_mturk += [r.to_mephisto_dict() for r in local if not r.local_only]
         to_mturk += [q for q, _ in appended]
         problems += count_problems(_distinct(to_mturk), [*existing_mturk, *mturk], bool(sandbox), f"{path}.mturk")
-    prolific, p = build_prolific_requirements(cfg.get("prolific"), f"{path}.prolific")
+    prolific, p, prolific_warnings = build_prolific_filters(cfg.get("prolific"), f"{path}.prolific")
     problems += p
+    warnings += prolific_warnings
     retake, p = _retake(cfg.get("onboarding_retake_delay"), blueprint_args or {}, path)
     problems += p
     if problems:

@@ -79,11 +79,13 @@ class QualsRequired(BlueprintMixin):
                     name,
                     name,
                 )
+        from mephisto_quals.integration.prolific_launch import prolific_entries
+
         apply_plan(
             shared_state,
             plan.local_dicts(),
             plan.mturk,
-            plan.prolific,
+            prolific_entries(task_run, args, shared_state, plan),
             [q for q, _ in mephisto_appended(args.blueprint)],
         )
         self.quals_plan = plan

@@ -23,7 +23,7 @@ from mephisto_quals.store import Session
 from mephisto_quals.store import qualifications as qual_store
 from mephisto_quals.store import review_applied as applied_store
 
-__all__ = ["apply_review", "SOURCE"]
+__all__ = ["apply_review", "push_to_prolific", "touched_qualifications", "SOURCE"]
 
 #: The audit ``source`` of review changes.
 SOURCE = "review"
@@ -130,3 +130,25 @@ def apply_review(db: Any, plan: ReviewPlan, progress: Progress = None, dry_run: 
     for report in reports:
         report.dry_run = dry_run
     return reports
+
+
+#: Outcome statuses that change who holds a qualification.
+_CHANGED = {"granted", "updated", "revoked"}
+
+
+def touched_qualifications(reports: Sequence[BulkReport]) -> List[str]:
+    """The qualifications an apply changed for at least one worker, each once, in order."""
+    return list(dict.fromkeys(r.qualification for r in reports if any(o.status in _CHANGED for o in r.outcomes)))
+
+
+def push_to_prolific(db: Any, reports: Sequence[BulkReport], **prolific: Any) -> List[BulkReport]:
+    """After an apply committed: sync each touched qualification's Prolific participant group
+    from the local holders (only the difference; the group is created on first use), so a
+    review that blocks a participant keeps them out of live studies at once.
+
+    ``prolific`` goes to :func:`~mephisto_quals.providers.prolific.sync.apply_sync` (workspace,
+    client, live_ok, ...). Returns one sync report per qualification.
+    """
+    from mephisto_quals.providers.prolific.sync import apply_sync
+
+    return [apply_sync(db, q, **prolific) for q in touched_qualifications(reports)]

@@ -1,14 +1,19 @@
-"""Local allow/block lists as Prolific eligibility requirements.
+"""Local allow/block lists as Prolific filters (the current form of ``quals.prolific``).
 
-Prolific cannot ask Mephisto who holds a qualification, so a list must travel to Prolific
-as participant ids. :func:`prolific_requirements` turns local qualifications (live grants
-only, workers of provider type ``prolific``) into the requirements newer Mephisto's
-Prolific provider accepts in ``mephisto.blueprint.quals.prolific``::
+Prolific cannot ask Mephisto who holds a qualification, so a list must travel to Prolific,
+either as its participant group (kept in step by ``sync``; the launch of a ``_quals`` run
+does this by itself) or as participant ids. :func:`prolific_requirements` turns local
+qualifications (live grants only, workers of provider type ``prolific``) into filters for
+``mephisto.blueprint.quals.prolific``::
 
-    - name: CustomWhitelistEligibilityRequirement   # holders of every allowlist
-      white_list: [5f1a..., ...]
-    - name: CustomBlacklistEligibilityRequirement   # holders of any blocklist
-      black_list: [60b2..., ...]
+    - filter: custom_allowlist      # holders of every allowlist
+      values: [5f1a..., ...]
+    - filter: custom_blocklist      # holders of any blocklist
+      values: [60b2..., ...]
+
+:func:`export_prolific` (``export --format prolific``) writes a list's group instead when it
+is mapped (``{filter: participant_group_allowlist, values: [<group id>]}``), which stays
+current as the group is synced.
 
 Several allowlists become one white list of the workers holding all of them (what the same
 names as local ``allowlists`` mean); several blocklists one black list of everyone holding
@@ -40,8 +45,8 @@ __all__ = [
 
 PROLIFIC_PROVIDER = "prolific"
 PROLIFIC_CONFIG_PATH = "mephisto.blueprint.quals.prolific"
-WHITELIST = "CustomWhitelistEligibilityRequirement"
-BLACKLIST = "CustomBlacklistEligibilityRequirement"
+ALLOW_FILTER = "custom_allowlist"
+BLOCK_FILTER = "custom_blocklist"
 _PARTICIPANT_ID = re.compile(r"^[0-9a-f]{24}$")
 
 
@@ -104,13 +109,13 @@ def prolific_lists(
                 f"no Prolific participant holds {'all of ' if len(allowlists) > 1 else ''}"
                 f"{', '.join(map(repr, allowlists))}: a white list needs at least one id"
             )
-        out.requirements.append({"name": WHITELIST, "white_list": sorted(allowed)})
+        out.requirements.append({"filter": ALLOW_FILTER, "values": sorted(allowed)})
     if blocklists:
         blocked: set = set()
         for i, name in enumerate(blocklists):
             blocked.update(_ids(db, "blocklists", i, name, now, out))
         if blocked:
-            out.requirements.append({"name": BLACKLIST, "black_list": sorted(blocked)})
+            out.requirements.append({"filter": BLOCK_FILTER, "values": sorted(blocked)})
         else:
             held = ", ".join(map(repr, blocklists))
             out.warnings.append(f"no Prolific participant holds {held}: no black list needed")
@@ -136,11 +141,11 @@ def prolific_requirements(
     strict: bool = True,
     now: Optional[float] = None,
 ) -> List[Dict[str, Any]]:
-    """Eligibility requirements for ``mephisto.blueprint.quals.prolific`` from local lists.
+    """Filters for ``mephisto.blueprint.quals.prolific`` from local lists.
 
     ``allowlists``: only participants holding every one may take the study (one
-    ``CustomWhitelistEligibilityRequirement``). ``blocklists``: participants holding any are
-    kept out (one ``CustomBlacklistEligibilityRequirement``). Only live (non-expired) grants
+    ``custom_allowlist`` filter). ``blocklists``: participants holding any are kept out (one
+    ``custom_blocklist`` filter). Only live (non-expired) grants
     of workers with provider type ``prolific`` count. With ``strict`` (the default) a holder
     whose name is not a Prolific participant id raises QualsConfigError naming each one;
     otherwise they are left out (see :func:`prolific_lists` for the report).
@@ -169,13 +174,31 @@ def format_requirements(requirements: List[Dict[str, Any]], fmt: str = "yaml", n
 
 def export_prolific(
     db: Any, qualification: str, block: bool = False, fmt: str = "yaml", *, strict: bool = False,
-    now: Optional[float] = None,
+    now: Optional[float] = None, workspace_id: Optional[str] = None,
 ) -> str:
-    """``export --format prolific``: one local list as a Prolific requirement, as text.
+    """``export --format prolific``: one local list as a Prolific filter, as text.
 
-    ``block`` exports a black list instead of a white list. Holders whose names are not
+    A list mapped to a participant group (``sync``, a launch) is written as its
+    ``participant_group_allowlist`` (``block``: ``participant_group_blocklist``) filter, in the
+    workspace ``workspace_id`` or the most recently synced one. Otherwise its holders who are
+    participants become ``custom_allowlist`` / ``custom_blocklist``; holders whose names are not
     participant ids are left out unless ``strict`` (then QualsConfigError names them).
     """
+    from mephisto_quals.providers.prolific.groups import mapped_groups
+
+    mapped = [g for g in mapped_groups(db, qualification) if workspace_id in (None, g["workspace_id"])]
+    if mapped:
+        newest = max(mapped, key=lambda g: g.get("synced_at") or g.get("created_at") or 0)
+        kind = "participant_group_blocklist" if block else "participant_group_allowlist"
+        synced = newest.get("synced_at")
+        when = (f"last synced {time.strftime('%Y-%m-%d %H:%M', time.localtime(synced))} with "
+                f"{newest.get('synced_members')} member(s)") if synced else "not synced yet"
+        notes = [f"'{qualification}' is Prolific participant group {newest['group_id']} ({newest['group_name']}) "
+                 f"in workspace {newest['workspace_id']}, {when}: run `mephisto-quals sync apply {qualification} "
+                 "--prolific` after local changes"]
+        notes += [f"also mapped in workspace {g['workspace_id']}: group {g['group_id']}" for g in mapped
+                  if g is not newest]
+        return format_requirements([{"filter": kind, "values": [newest["group_id"]]}], fmt, notes)
     lists = prolific_lists(db, [] if block else [qualification], [qualification] if block else [], now=now)
     if strict and lists.invalid:
         raise QualsConfigError(lists.invalid)
