@@ -103,6 +103,14 @@ def _run(db: Any, session: Optional[Session], dry_run: bool, work: Callable[[Any
         crowd_sync.sync_report(db, report)
 
 
+def _record(conn: Any, report: BulkReport, changes: List[Change], qual_ids: Dict[str, int]) -> None:
+    """Audit the changes, keep them on the report (the crowd side is told after the commit), and
+    write the rows Mephisto 1.5.2's review app shows, all inside the caller's transaction."""
+    audit_store.record(conn, changes)
+    report.changes.extend(changes)
+    review_store.record(conn, changes, qual_ids)
+
+
 class GrantRow(NamedTuple):
     """One worker's grant in a :func:`grant_rows` call (expiry as unix seconds, None = permanent)."""
 
@@ -197,9 +205,7 @@ def grant_rows(
                     metas.append((row_id, wid, qual_id, row.expires_at, row.reason, now, made))
             grant_store.drop_meta(conn, stale)
             grant_store.write_meta(conn, metas)
-            audit_store.record(conn, changes)
-            report.changes.extend(changes)
-            review_store.record(conn, changes, {qualification: qual_id})  # shown by the review app (1.5.2)
+            _record(conn, report, changes, {qualification: qual_id})
             if progress:
                 progress(len(part))
 
@@ -275,9 +281,7 @@ def _remove(
                     deletes.append((qual_ids[name], wid))
                     changes.append(Change(now, name, wid, wname, action, old, None, None, reason, source, user))
             grant_store.delete(conn, deletes)
-            audit_store.record(conn, changes)
-            report.changes.extend(changes)
-            review_store.record(conn, changes, qual_ids)  # shown by the review app (1.5.2)
+            _record(conn, report, changes, qual_ids)
             if progress:
                 progress(len(part))
 
@@ -338,8 +342,7 @@ def prune(db: Any, *, now: Optional[float] = None, source: str = "api", dry_run:
         grant_store.drop_stale_meta(conn)
         changes = [Change(now, r["qualification_name"], r["worker_id"], r["worker_name"], "expire",
                           r["value"], None, r["expires_at"], "expired", source, user) for r in rows]
-        audit_store.record(conn, changes)
-        review_store.record(conn, changes, qual_store.find_ids(conn, [c.qualification for c in changes]))
+        _record(conn, report, changes, qual_store.find_ids(conn, [c.qualification for c in changes]))
         report.outcomes += [WorkerOutcome(r["worker_name"], "pruned", r["worker_id"], r["worker_name"], r["value"], None,
                                           qualification=r["qualification_name"]) for r in rows]
 
