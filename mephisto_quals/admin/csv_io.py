@@ -91,7 +91,7 @@ def _row(cell: Dict[str, str], line: int, provider: Optional[str], reason: Optio
     else:
         given = ""
         bad.append("empty worker id")
-    if given:
+    if given and (ref_provider is None or ref_provider in KNOWN_PROVIDERS):
         _, refused = parse_refs([given], ref_provider)
         if refused:
             bad.append(f"worker {given!r}: {next(iter(refused.values()))}")
@@ -126,7 +126,7 @@ def _cells(reader: Any, name: str) -> Iterator[List[str]]:
         except StopIteration:
             return
         except UnicodeDecodeError as e:
-            raise InputError(f"{name}: line {reader.line_num + 1}: not UTF-8 text ({e.reason} at byte {e.start}); "
+            raise InputError(f"{name}: not UTF-8 text after line {reader.line_num} ({e.reason}); "
                              "save the CSV as UTF-8") from None
         except csv.Error as e:
             raise InputError(f"{name}: line {reader.line_num}: not a readable CSV line ({e})") from None
@@ -146,7 +146,7 @@ def read_grant_csv(handle: Iterable[str], provider: Optional[str], reason: Optio
     try:
         header = _header(cells_of, reader)
     except InputError as e:
-        raise InputError(f"{name}: {e}") from None
+        raise e if str(e).startswith(f"{name}: ") else InputError(f"{name}: {e}") from None
     problems: List[str] = []
     rows: List[CsvRow] = []
     seen: Dict[Tuple[Optional[str], str], CsvRow] = {}
