@@ -306,7 +306,8 @@ def bench_forecast(folder: str, n: int, rng: random.Random) -> Result:
                          [(qids[q], int(w), rng.randint(0, 9)) for q in names for w in ids if rng.random() < 0.7])
         grants_made = conn.execute("SELECT COUNT(*) FROM granted_qualifications").fetchone()[0]
     conn.close()
-    comparators = [(cmp.GREATER_EQUAL, 3), (cmp.EXISTS, None), (cmp.IN, (1, 2, 3)), (cmp.LESS, 8), (cmp.NOT_EXIST, None)]
+    comparators = [(cmp.GREATER_EQUAL, 3), (cmp.EXISTS, None), (cmp.IN, (1, 2, 3)), (cmp.LESS, 8),
+                   (cmp.NOT_EXIST, None)]
     reqs = [Requirement(name, *comparators[i % 5], "bench", "") for i, name in enumerate(names)]
     t_ours = float("inf")
     for _ in range(ROUNDS):
@@ -324,7 +325,8 @@ def bench_forecast(folder: str, n: int, rng: random.Random) -> Result:
     t_meph = t_sample / max(len(held_all), 1) * n
     checks = {
         f"under {FORECAST_LIMIT} s": t_ours < FORECAST_LIMIT,
-        "same verdict as Mephisto on the sample where it is defined": all(verdict[int(k)] == v for k, v in theirs.items()),
+        "same verdict as Mephisto on the sample where it is defined":
+            all(verdict[int(k)] == v for k, v in theirs.items()),
         "some pass, some fail": 0 < sum(verdict.values()) < n,
     }
     print(f"    {grants_made:,} grant rows; Mephisto worker_is_qualified on {len(held_all):,} sampled workers: "

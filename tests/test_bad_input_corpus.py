@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Dict, List, Union
 
 import pytest
-from conftest import cli_runner, table_counts, worker
-
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 
+from conftest import cli_runner, table_counts, worker
 from mephisto_quals.admin import grants, queries
 from mephisto_quals.cli.main import cli as root
 

@@ -106,7 +106,7 @@ def test_a_list_longer_than_one_batch(db, population):
     loose = [r for r in reqs if r.qualification != MISSING and r.comparator in (cmp.NOT_EXIST, cmp.NOT_IN)]
     loose = [r for r in loose if r.qualification == "q0"] * 40  # repeats, across the batch boundary
     verdict, per = eligibility.eligible_workers(db, loose, now=now)
-    assert verdict == {wid: all(ok for ok, r in zip(ref[wid], reqs) if r in loose) for wid in population}
+    assert verdict == {wid: all(ok for ok, r in zip(ref[wid], reqs, strict=True) if r in loose) for wid in population}
 
 
 def test_provider_type_and_given_ids_choose_the_population(db, population):

@@ -197,7 +197,7 @@ def eligible_workers(
         found = eligibility_store.passing_masks(s.conn, checks, now, provider_type, worker_ids)
     batch = eligibility_store.BATCH
     full = [(1 << len(checks[b:b + batch])) - 1 for b in range(0, len(checks), batch)] or [0]
-    verdict = {wid: all(m & f == f for m, f in zip(ms, full)) for wid, ms in found.items()}
+    verdict = {wid: all(m & f == f for m, f in zip(ms, full, strict=True)) for wid, ms in found.items()}
     tally = Counter(tuple(ms) for ms in found.values())  # few distinct masks: count each once
     per_requirement = [sum(n for ms, n in tally.items() if ms[i // batch] >> (i % batch) & 1)
                        for i in range(len(checks))]

@@ -162,7 +162,8 @@ def read_yaml_file(path: Union[str, Path]) -> Any:
         raise QualsConfigError([Problem(str(path), f"byte {e.start}", f"the file is not UTF-8 text ({e.reason}); "
                                                                      "save it as UTF-8")]) from None
     except OSError as e:
-        raise QualsConfigError([Problem(str(path), str(path), f"give a readable YAML file ({e.strerror or e})")]) from None
+        why = f"give a readable YAML file ({e.strerror or e})"
+        raise QualsConfigError([Problem(str(path), str(path), why)]) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
