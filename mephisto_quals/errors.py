@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 __all__ = [
     "QualsError",
@@ -19,6 +19,7 @@ __all__ = [
     "ProlificRefused",
     "ProlificLiveRefused",
     "ProlificInputError",
+    "RowsRefused",
 ]
 
 
@@ -114,3 +115,15 @@ class ProlificLiveRefused(InputError):
 
 class ProlificInputError(InputError):
     """Bad input for Prolific (a participant id that is not 24 hex characters, no API key): nothing was sent."""
+
+
+class RowsRefused(InputError):
+    """With ``all_or_nothing``: some workers could not be granted, so nothing was written.
+
+    ``failures`` maps each such worker, as given, to why.
+    """
+
+    def __init__(self, failures: Dict[str, str]):
+        self.failures = dict(failures)
+        lines = "\n".join(f"  {w}: {why}" for w, why in self.failures.items())
+        super().__init__(f"{len(self.failures)} worker(s) could not be granted; nothing was written:\n{lines}")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from typing import IO, Any, Dict, Iterable, List, Optional, Tuple
+from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from mephisto_quals.compile.durations import parse_instant
+from mephisto_quals.compile.comparators import VALUE_MAX, VALUE_MIN, VALUE_RANGE
+from mephisto_quals.compile.durations import check_expiry, parse_instant
 from mephisto_quals.errors import InputError
 from mephisto_quals.store.workers import KNOWN_PROVIDERS, SANDBOX_PROVIDERS, mephisto_worker_name, parse_refs
 
@@ -42,12 +43,12 @@ def provider_name(worker_name: str, provider: Optional[str]) -> str:
     return worker_name
 
 
-def _header(reader: Any) -> List[str]:
+def _header(rows: Iterable[List[str]], reader: Any) -> List[str]:
     """The first non-blank line as lower-case column names; InputError if it is not a valid header."""
     header: Optional[List[str]] = None
-    for cells in reader:
+    for cells in rows:
         if any(c.strip() for c in cells):
-            header = [c.strip().lower() for c in cells]
+            header = [c.strip().lstrip("\ufeff").lower() for c in cells]
             break
     if header is None:
         raise InputError("the CSV is empty; its first line must be a header such as: worker,value,expires_at,reason")
@@ -90,7 +91,7 @@ def _row(cell: Dict[str, str], line: int, provider: Optional[str], reason: Optio
     else:
         given = ""
         bad.append("empty worker id")
-    if given:
+    if given and (ref_provider is None or ref_provider in KNOWN_PROVIDERS):
         _, refused = parse_refs([given], ref_provider)
         if refused:
             bad.append(f"worker {given!r}: {next(iter(refused.values()))}")
@@ -101,11 +102,14 @@ def _row(cell: Dict[str, str], line: int, provider: Optional[str], reason: Optio
             value = int(value_text)
         except ValueError:
             bad.append(f"value {value_text!r} is not an integer")
+        else:
+            if not VALUE_MIN <= value <= VALUE_MAX:
+                bad.append(f"value {value_text!r} is out of range; a qualification value is {VALUE_RANGE}")
     expires: Optional[float] = None
     if cell.get("expires_at"):
         try:
-            expires = parse_instant(cell["expires_at"], "expires_at")
-        except ValueError as e:
+            expires = check_expiry(parse_instant(cell["expires_at"], "expires_at"), "expires_at", cell["expires_at"])
+        except (ValueError, OverflowError) as e:
             bad.append(str(e))
         else:
             if expires <= now:
@@ -113,18 +117,40 @@ def _row(cell: Dict[str, str], line: int, provider: Optional[str], reason: Optio
     return CsvRow(line, given, ref_provider, value, expires, cell.get("reason") or reason)
 
 
-def read_grant_csv(handle: Iterable[str], provider: Optional[str], reason: Optional[str], now: float) -> List[CsvRow]:
+def _cells(reader: Any, name: str) -> Iterator[List[str]]:
+    """The reader's rows; undecodable bytes, a NUL or an oversized field become an InputError naming
+    the file and the line."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as e:
+            raise InputError(f"{name}: not UTF-8 text after line {reader.line_num} ({e.reason}); "
+                             "save the CSV as UTF-8") from None
+        except csv.Error as e:
+            raise InputError(f"{name}: line {reader.line_num}: not a readable CSV line ({e})") from None
+
+
+def read_grant_csv(handle: Iterable[str], provider: Optional[str], reason: Optional[str], now: float,
+                   name: Optional[str] = None) -> List[CsvRow]:
     """Parse and check a whole grant CSV; raise InputError listing every bad line (then nothing is imported).
 
     ``provider`` applies to rows without a provider cell, ``reason`` to rows with an empty
     reason. An exact repeat of a worker's row is dropped; a different one is an error.
+    ``name`` (default: the handle's) names the file in messages.
     """
+    name = name or str(getattr(handle, "name", "the CSV"))
     reader = csv.reader(handle)
-    header = _header(reader)
+    cells_of = _cells(reader, name)
+    try:
+        header = _header(cells_of, reader)
+    except InputError as e:
+        raise e if str(e).startswith(f"{name}: ") else InputError(f"{name}: {e}") from None
     problems: List[str] = []
     rows: List[CsvRow] = []
     seen: Dict[Tuple[Optional[str], str], CsvRow] = {}
-    for cells in reader:
+    for cells in cells_of:
         line = reader.line_num
         if not any(c.strip() for c in cells):
             continue
@@ -151,10 +177,10 @@ def read_grant_csv(handle: Iterable[str], provider: Optional[str], reason: Optio
             rows.append(row)
     if problems:
         raise InputError(
-            f"{len(problems)} bad line(s) in the CSV; nothing was imported:\n" + "\n".join(f"  {p}" for p in problems)
+            f"{name}: {len(problems)} bad line(s); nothing was imported:\n" + "\n".join(f"  {p}" for p in problems)
         )
     if not rows:
-        raise InputError("the CSV has a header but no rows")
+        raise InputError(f"{name}: the CSV has a header but no rows")
     return rows
 
 

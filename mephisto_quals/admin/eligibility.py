@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -20,7 +21,7 @@ from mephisto_quals.compile.mturk import LOCALE_ID, SYSTEM_QUALS, is_mturk_provi
 from mephisto_quals.compile.plan import QualsPlan, config_value, gate_requirements, plan_for_run
 from mephisto_quals.compile.requirements import Requirement
 from mephisto_quals.store import Session
-from mephisto_quals.store import grants as grant_store
+from mephisto_quals.store import eligibility as eligibility_store
 from mephisto_quals.store import qualifications as qual_store
 from mephisto_quals.store import runs as run_store
 from mephisto_quals.store.workers import parse_refs, resolve_workers
@@ -188,37 +189,27 @@ class Forecast:
     prolific: List[str] = field(default_factory=list)
 
 
-def _all_holdings(conn: Any, names: Sequence[str], now: float) -> Dict[str, Optional[Dict[int, int]]]:
-    """name -> {worker_id: value} of live grants; None for a qualification that does not exist."""
-    ids = qual_store.find_ids(conn, list(names))
-    return {name: grant_store.live_values(conn, ids[name], now) if name in ids else None for name in names}
-
-
 def eligible_workers(
     db: Any, requirements: Sequence[Requirement], worker_ids: Optional[Sequence[int]] = None,
     provider_type: Optional[str] = None, now: Optional[float] = None,
 ) -> Tuple[Dict[int, bool], List[int]]:
     """worker_id -> passes every requirement, plus how many pass each requirement alone.
 
-    One query per qualification for all workers, instead of two per worker per requirement.
-    A qualification not yet in the DB counts as held by nobody: the mixin creates it at launch.
+    Set-based: one SQL statement for all workers and requirements (store.eligibility), with the
+    gate's verdicts. A qualification not yet in the DB counts as held by nobody: the mixin
+    creates it at launch. A worker id given twice counts once.
     """
     now = time.time() if now is None else now
     with Session.open(db, readonly=True) as s:
-        if worker_ids is None:
-            worker_ids = run_store.worker_ids(s.conn, provider_type)
-        holdings = _all_holdings(s.conn, list(dict.fromkeys(r.qualification for r in requirements)), now)
-    verdict = {wid: True for wid in worker_ids}
-    per_requirement = []
-    for r in requirements:
-        held = holdings[r.qualification] or {}
-        count = 0
-        for wid in worker_ids:
-            ok = passes(r.comparator, r.value, wid in held, held.get(wid))
-            count += ok
-            if not ok:
-                verdict[wid] = False
-        per_requirement.append(count)
+        ids = qual_store.find_ids(s.conn, list(dict.fromkeys(r.qualification for r in requirements)))
+        checks = [eligibility_store.Check(ids.get(r.qualification), r.comparator, r.value) for r in requirements]
+        found = eligibility_store.passing_masks(s.conn, checks, now, provider_type, worker_ids)
+    batch = eligibility_store.BATCH
+    full = [(1 << len(checks[b:b + batch])) - 1 for b in range(0, len(checks), batch)] or [0]
+    verdict = {wid: all(m & f == f for m, f in zip(ms, full, strict=True)) for wid, ms in found.items()}
+    tally = Counter(tuple(ms) for ms in found.values())  # few distinct masks: count each once
+    per_requirement = [sum(n for ms, n in tally.items() if ms[i // batch] >> (i % batch) & 1)
+                       for i in range(len(checks))]
     return verdict, per_requirement
 
 

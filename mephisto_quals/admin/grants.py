@@ -17,9 +17,10 @@ from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Se
 
 from mephisto_quals.admin import crowd as crowd_sync
 from mephisto_quals.admin.reports import BulkReport, OutcomeCounts, WorkerOutcome
-from mephisto_quals.compile.durations import format_instant, parse_duration, parse_instant
+from mephisto_quals.compile.comparators import VALUE_MAX, VALUE_MIN
+from mephisto_quals.compile.durations import check_expiry, format_instant, parse_duration, parse_instant
 from mephisto_quals.compile.requirements import check_name, failed_name
-from mephisto_quals.errors import InputError, UnknownQualificationError
+from mephisto_quals.errors import InputError, RowsRefused, UnknownQualificationError
 from mephisto_quals.store import Session, chunks, session_for
 from mephisto_quals.store import audit as audit_store
 from mephisto_quals.store import grants as grant_store
@@ -34,6 +35,7 @@ __all__ = [
     "OutcomeCounts",
     "UnknownQualificationError",
     "GrantRow",
+    "RowsRefused",
     "grant",
     "revoke",
     "prune",
@@ -50,9 +52,10 @@ Workers = Iterable[Union[str, int]]
 
 
 def check_value(value: Any, field_name: str = "value") -> int:
-    """Qualification values are plain integers (not booleans)."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{field_name}: {value!r} is not valid; qualification values are integers")
+    """Qualification values are plain integers (not booleans) that fit SQLite's 64-bit INTEGER."""
+    if not isinstance(value, int) or isinstance(value, bool) or not VALUE_MIN <= value <= VALUE_MAX:
+        raise ValueError(f"{field_name}: {value!r} is not valid; qualification values are integers "
+                         f"from {VALUE_MIN} to {VALUE_MAX} (SQLite's 64-bit INTEGER)")
     return value
 
 
@@ -62,12 +65,12 @@ def expiry_from(expires_in: Any, expires_at: Any, now: float) -> Optional[float]
         raise ValueError("give expires_in or expires_at, not both")
     if expires_in is not None:
         seconds = parse_duration(expires_in, "expires_in")
-        return None if seconds is None else now + seconds
+        return None if seconds is None else check_expiry(now + seconds, "expires_in", expires_in)
     if expires_at is not None:
         moment = parse_instant(expires_at, "expires_at")
         if moment <= now:
             raise ValueError(f"expires_at: {format_instant(moment)} is in the past")
-        return moment
+        return check_expiry(moment, "expires_at", expires_at)
     return None
 
 
@@ -134,9 +137,13 @@ def grant_rows(
     now: Optional[float] = None,
     session: Optional[Session] = None,
     crowd: bool = True,
+    all_or_nothing: bool = False,
 ) -> BulkReport:
     """Grant one qualification with its own value, provider, expiry and reason per worker,
     all in one transaction (what ``import`` of a CSV needs).
+
+    With ``all_or_nothing`` any worker that cannot be granted (a malformed name, an unknown
+    Mephisto id) raises :class:`RowsRefused` listing them all, and nothing is written.
 
     New grants are plain INSERTs and changed values UPDATEs in place, as Mephisto's
     ``_grant_qualification`` does. Workers named by provider worker name whom Mephisto has
@@ -147,6 +154,7 @@ def grant_rows(
     wanted: Dict[str, GrantRow] = {}
     refs = []
     for r in rows:
+        check_expiry(r.expires_at, f"expires_at for {r.worker}")
         if r.expires_at is not None and r.expires_at <= now:
             raise ValueError(f"expires_at for {r.worker}: {format_instant(r.expires_at)} is in the past")
     for provider in dict.fromkeys(r.provider for r in rows):
@@ -164,6 +172,9 @@ def grant_rows(
         qual_id = _qualification_id(conn, qualification, create, description)
         found, missing = resolve_workers(conn, refs, create=True)
         report.outcomes.extend(WorkerOutcome(w, "failed", error=why) for w, why in missing.items())
+        failures = {o.worker: o.error or "failed" for o in report.outcomes if o.status == "failed"}
+        if all_or_nothing and failures:
+            raise RowsRefused(failures)  # rolls the transaction back: workers created above go too
         targets = [(r.given, *found[r.given]) for r in refs if r.given in found]
         held = grant_store.current(conn, qual_id, [wid for _, wid, _ in targets])
         for part in chunks(targets):

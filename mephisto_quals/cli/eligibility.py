@@ -19,6 +19,10 @@ def one_task_source(task: Optional[str], config: Optional[str]) -> None:
     """Exactly one of --task and --config, or a usage error."""
     if (task is None) == (config is None):
         raise click.UsageError("give --task NAME or --config FILE (one of them)")
+    if config is not None:
+        from mephisto_quals.compile.config import read_yaml_file
+
+        read_yaml_file(config)  # bad YAML or bytes: one message naming the file and line, exit 2
 
 
 @click.command(cls=RichQualsCommand)

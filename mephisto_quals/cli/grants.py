@@ -55,20 +55,22 @@ def workers_from(given: Sequence[str], files: Sequence[Any]) -> List[str]:
 
 def expiry(expires_in: Optional[str], expires_at: Optional[str], now: float) -> Optional[float]:
     """--expires-in / --expires-at as Unix seconds (whole, so exports round-trip exactly), None for permanent."""
-    from mephisto_quals.compile.durations import parse_duration, parse_instant
+    from mephisto_quals.compile.durations import check_expiry, parse_duration, parse_instant
 
     if expires_in is not None and expires_at is not None:
         raise click.UsageError("give --expires-in or --expires-at, not both")
     if expires_in is not None:
         try:
             seconds = parse_duration(expires_in, "--expires-in")
-        except ValueError as e:
+            moment = None if seconds is None else check_expiry(float(round(now + seconds)), "--expires-in", expires_in)
+        except (ValueError, OverflowError) as e:
             raise click.BadParameter(str(e), param_hint="--expires-in") from None
-        return None if seconds is None else float(round(now + seconds))
+        return moment
     if expires_at is not None:
         try:
             moment = parse_instant(expires_at, "--expires-at")
-        except ValueError as e:
+            check_expiry(moment, "--expires-at", expires_at)
+        except (ValueError, OverflowError) as e:
             raise click.BadParameter(str(e), param_hint="--expires-at") from None
         if moment <= now:
             raise click.BadParameter(f"{expires_at!r} is in the past", param_hint="--expires-at")
@@ -135,7 +137,8 @@ def import_to_prolific(path: str, qualification: str, rows: List[Any], workspace
 @click.command(cls=RichQualsCommand)
 @click.argument("qualification")
 @click.argument("workers", nargs=-1)
-@click.option("--value", type=int, default=1, show_default=True, help="Value to grant (an integer).")
+@click.option("--value", type=click.IntRange(-(2**63), 2**63 - 1), default=1, show_default=True,
+              help="Value to grant (an integer from -2^63 to 2^63-1).")
 @provider_option
 @click.option("--reason", help="Why; kept with the grant and in the audit.")
 @click.option("--expires-in", metavar="DURATION", help="Grant expires after this long: 30m, 12h, 7d, 2w or 'permanent'.")
@@ -364,15 +367,22 @@ def import_csv(
 
     now = time.time()
     rows = read_grant_csv(csv_file, provider or ("prolific" if prolific else None), reason, now)
+    line_of = {r.worker: r.line for r in rows}
     path = resolve_db(db)
     grant_rows = [grants.GrantRow(r.worker, r.value, r.provider, r.expires_at, r.reason) for r in rows]
     if prolific:
         finish(print_report(import_to_prolific(path, qualification, grant_rows, workspace, prolific_requester, live,
                                                yes, create, dry_run, now), verbose))
         return
-    with Progress(len(rows), progress, f"import {qualification}") as bar:  # one transaction: all or nothing
-        report = grants.grant_rows(path, qualification, grant_rows, source=SOURCE, create=create,
-                                   description=description, dry_run=dry_run, progress=bar, now=now)
+    try:
+        with Progress(len(rows), progress, f"import {qualification}") as bar:  # one transaction: all or nothing
+            report = grants.grant_rows(path, qualification, grant_rows, source=SOURCE, create=create,
+                                       description=description, dry_run=dry_run, progress=bar, now=now,
+                                       all_or_nothing=True)
+    except grants.RowsRefused as e:
+        bad = sorted((line_of.get(w, 0), w, why) for w, why in e.failures.items())
+        raise InputError(f"{csv_file.name}: {len(bad)} bad line(s); nothing was imported:\n"
+                         + "\n".join(f"  line {n}: worker {w!r}: {why}" for n, w, why in bad)) from None
     finish(print_report(report, verbose))
 
 

@@ -16,6 +16,9 @@ __all__ = [
     "normalize_comparator",
     "check_value",
     "describe",
+    "VALUE_MIN",
+    "VALUE_MAX",
+    "VALUE_RANGE",
 ]
 
 # Mephisto's comparator names (mephisto.data_model.qualification), which are also MTurk's.
@@ -95,8 +98,18 @@ def normalize_comparator(
     return canonical, []
 
 
+#: Qualification values are SQLite INTEGERs: signed 64-bit.
+VALUE_MIN = -(2**63)
+VALUE_MAX = 2**63 - 1
+VALUE_RANGE = f"an integer from {VALUE_MIN} to {VALUE_MAX} (SQLite's 64-bit INTEGER)"
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _in_range(value: int) -> bool:
+    return VALUE_MIN <= value <= VALUE_MAX
 
 
 def check_value(
@@ -115,6 +128,8 @@ def check_value(
     if comparator in SCALAR_COMPARATORS:
         if not _is_int(value):
             return None, [Problem(path, value, f"'{symbol}' needs one integer value")]
+        if not _in_range(value):
+            return None, [Problem(path, value, f"'{symbol}' needs {VALUE_RANGE}")]
         return value, []
     # In / NotIn
     items = list(value) if isinstance(value, (list, tuple)) else None
@@ -123,6 +138,10 @@ def check_value(
     bad = [v for v in items if not _is_int(v)]
     if bad:
         return None, [Problem(path, value, f"'{symbol}' needs a list of integers; {bad!r} are not")]
+    out_of_range = [v for v in items if not _in_range(v)]
+    if out_of_range:
+        return None, [Problem(path, value, f"'{symbol}' needs values that are each {VALUE_RANGE}; "
+                                           f"{out_of_range!r} are not")]
     if max_list is not None and len(items) > max_list:
         return None, [
             Problem(path, value, f"'{symbol}' takes at most {max_list} values, got {len(items)}")

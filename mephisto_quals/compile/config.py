@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
 
-__all__ = ["MTurkQualsConfig", "QualsConfig", "QualsArgs", "CONFIG_PATH"]
+__all__ = ["MTurkQualsConfig", "QualsConfig", "QualsArgs", "CONFIG_PATH", "read_yaml_file"]
 
 #: Where the node sits in a Mephisto task config; errors name fields from here.
 CONFIG_PATH = "mephisto.blueprint.quals"
@@ -147,3 +148,28 @@ class QualsArgs:
             "type": "QualsConfig",
         },
     )
+
+
+def read_yaml_file(path: Union[str, Path]) -> Any:
+    """The YAML document in a file; a missing, unreadable, non-UTF-8 or malformed file raises
+    QualsConfigError naming the file and (for bad YAML) the line and column."""
+    import yaml
+
+    from mephisto_quals.errors import Problem, QualsConfigError
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise QualsConfigError([Problem(str(path), f"byte {e.start}", f"the file is not UTF-8 text ({e.reason}); "
+                                                                     "save it as UTF-8")]) from None
+    except OSError as e:
+        why = f"give a readable YAML file ({e.strerror or e})"
+        raise QualsConfigError([Problem(str(path), str(path), why)]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
+        reason = getattr(e, "problem", None) or str(e)
+        raise QualsConfigError([Problem(str(path), where, f"the file is not valid YAML: {reason}")]) from None

@@ -73,6 +73,13 @@ SYSTEM_QUALS: Dict[str, SystemQual] = {
     )
 }
 
+#: kind -> (lowest, highest or None, what the values mean) of a system qualification's IntegerValues.
+_RANGES: Dict[str, Tuple[int, Optional[int], str]] = {
+    "percent": (0, 100, "a percentage from 0 to 100"),
+    "count": (0, None, "a count of 0 or more"),
+    "adult": (0, 1, "1 (worker agreed to see adult content) or 0"),
+}
+_BY_ID = {i: q for q in SYSTEM_QUALS.values() for i in (q.live_id, q.sandbox_id)}
 _SANDBOX_ONLY = {q.sandbox_id: q for q in SYSTEM_QUALS.values() if q.sandbox_id != q.live_id}
 _LIVE_ONLY = {q.live_id: q for q in SYSTEM_QUALS.values() if q.sandbox_id != q.live_id}
 
@@ -136,6 +143,7 @@ def validate_requirement(req: Mapping[str, Any], path: str, sandbox: Optional[bo
             problems.append(Problem(f"{path}.{label}", values, f"{comparator} takes exactly one value"))
     for loc_i, loc in enumerate(locales or []):
         problems += _locale_problems(loc, f"{path}.LocaleValues[{loc_i}]")
+    problems += _range_problems(type_id, ints, path)
     if sandbox is True and type_id in _LIVE_ONLY:
         q = _LIVE_ONLY[type_id]
         problems.append(Problem(f"{path}.QualificationTypeId", type_id, f"this is the live {q.title} ID; the requester is a sandbox one, use {q.sandbox_id} (or the '{q.name}' preset)"))
@@ -143,6 +151,18 @@ def validate_requirement(req: Mapping[str, Any], path: str, sandbox: Optional[bo
         q = _SANDBOX_ONLY[type_id]
         problems.append(Problem(f"{path}.QualificationTypeId", type_id, f"this is the sandbox-only {q.title} ID; the requester is live, use {q.live_id} (or the '{q.name}' preset)"))
     return problems
+
+
+def _range_problems(type_id: Any, ints: Any, path: str) -> List[Problem]:
+    """A system qualification's IntegerValues in its range, as the presets check them (raw dicts too)."""
+    q = _BY_ID.get(type_id)
+    if not ints or q is None or q.kind not in _RANGES:
+        return []
+    low, high, unit = _RANGES[q.kind]
+    bad = [v for v in ints if v < low or (high is not None and v > high)]
+    if not bad:
+        return []
+    return [Problem(f"{path}.IntegerValues", list(ints), f"{q.title} ({type_id}) is {unit}; {bad} are out of range")]
 
 
 def _locale_problems(loc: Mapping[str, Any], path: str) -> List[Problem]:
@@ -239,7 +259,7 @@ def _preset(q: SystemQual, spec: Any, path: str, sandbox: bool, guarded: str) ->
     if problems:
         return None, problems
     values = checked if isinstance(checked, list) else [checked]
-    low, high, unit = (0, 100, "a percentage from 0 to 100") if q.kind == "percent" else (0, None, "a count of 0 or more")
+    low, high, unit = _RANGES[q.kind]
     bad = [v for v in values if v < low or (high is not None and v > high)]
     if bad:
         return None, [Problem(f"{path}.value", value, f"{q.title} is {unit}")]

@@ -223,14 +223,12 @@ def load_rules(source: RulesSource) -> List[ReviewRule]:
         return _parse_rules(source, "rules")
     if not isinstance(source, (str, Path)):
         raise QualsConfigError([Problem("rules", source, "give a YAML file path or a mapping with a 'rules' list")])
-    import yaml
+    from mephisto_quals.compile.config import read_yaml_file
 
     path = Path(source)
-    text = path.read_text(encoding="utf-8")  # FileNotFoundError names the path
-    try:
-        cfg = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise QualsConfigError([Problem(str(path), "<file>", f"it is not valid YAML: {e}")]) from None
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such review rules file")
+    cfg = read_yaml_file(path)  # undecodable bytes or bad YAML: named with the file (and line)
     try:
         return _parse_rules(cfg, str(path))
     except QualsConfigError as e:

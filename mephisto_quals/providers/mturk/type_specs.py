@@ -105,21 +105,10 @@ def load_types(path: Union[str, Path]) -> List[QualTypeSpec]:
 
     Test files are resolved relative to the YAML file's folder.
     """
-    import yaml
+    from mephisto_quals.compile.config import read_yaml_file
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        why = f"give a readable YAML file ({e.__class__.__name__}: {e})"
-        raise QualsConfigError([Problem(str(path), str(path), why)]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "unknown place"
-        reason = getattr(e, "problem", None) or str(e)
-        raise QualsConfigError([Problem(str(path), where, f"the file is not valid YAML: {reason}")]) from None
+    data = read_yaml_file(path)  # unreadable, not UTF-8 or bad YAML: one problem naming the file (and line)
     return parse_types(data, base_dir=path.parent)
 
 
