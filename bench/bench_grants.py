@@ -57,6 +57,7 @@ ELIGIBILITY_GOAL = 50.0
 GATE_GOAL = 1.0
 ROUNDS = 3  # our side is timed best-of-ROUNDS (it is short); Mephisto's long loops run once
 
+
 def fmt_time(seconds: float) -> str:
     if seconds >= 1:
         return f"{seconds:.2f} s"
@@ -128,7 +129,14 @@ def granted_rows(db: LocalMephistoDB) -> List[Tuple[Any, ...]]:
 
 class Result:
     def __init__(self, name: str, mephisto: float, ours: float, goal: float, unit: str, checks: Dict[str, bool]):
-        self.name, self.mephisto, self.ours, self.goal, self.unit, self.checks = name, mephisto, ours, goal, unit, checks
+        self.name, self.mephisto, self.ours, self.goal, self.unit, self.checks = (
+            name,
+            mephisto,
+            ours,
+            goal,
+            unit,
+            checks,
+        )
 
     @property
     def ratio(self) -> float:
@@ -186,6 +194,7 @@ def bench_grant(folder: str, n: int) -> Tuple[Result, LocalMephistoDB, List[str]
 
 def populate(db: LocalMephistoDB, ids: Sequence[str], rng: random.Random) -> None:
     """Qualifications for the eligibility and gate benchmarks, granted with our bulk API."""
+
     def some(fraction: float) -> List[str]:
         return [w for w in ids if rng.random() < fraction]
 
@@ -212,8 +221,7 @@ def bench_eligibility(db: LocalMephistoDB, ids: Sequence[str]) -> Result:
         Requirement("rating", cmp.LESS, 8, "bench", "rating < 8"),
     ]
     dicts = [r.to_mephisto_dict() for r in reqs]
-    print(f"\n[2] eligibility of {n:,} workers x {len(reqs)} requirements: "
-          + ", ".join(r.describe() for r in reqs))
+    print(f"\n[2] eligibility of {n:,} workers x {len(reqs)} requirements: " + ", ".join(r.describe() for r in reqs))
     workers = [Worker.get(db, wid) for wid in ids]  # not timed
 
     start = time.perf_counter()
@@ -234,8 +242,10 @@ def bench_eligibility(db: LocalMephistoDB, ids: Sequence[str]) -> Result:
     }
     print(f"    Mephisto worker_is_qualified loop: {fmt_time(t_meph)} ({fmt_time(t_meph / n)} per worker)")
     print(f"    eligibility.eligible_workers (best of {ROUNDS}): {fmt_time(t_ours)}")
-    print(f"    ratio: {t_meph / t_ours:.0f}x (goal >= {ELIGIBILITY_GOAL:.0f}x); {passing:,} of {n:,} pass; "
-          f"per requirement {per_requirement}")
+    print(
+        f"    ratio: {t_meph / t_ours:.0f}x (goal >= {ELIGIBILITY_GOAL:.0f}x); {passing:,} of {n:,} pass; "
+        f"per requirement {per_requirement}"
+    )
     for label, ok in checks.items():
         print(f"    {'ok  ' if ok else 'FAIL'} {label}")
     return Result(f"eligibility, {n:,} x {len(reqs)} reqs", t_meph, t_ours, ELIGIBILITY_GOAL, "total", checks)
@@ -263,8 +273,10 @@ def bench_gate(db: LocalMephistoDB, ids: Sequence[str], calls: int, rng: random.
     )
     assert not problems, problems
     dicts = [r.to_mephisto_dict() for r in reqs]
-    print(f"\n[3] gate on a worker's accept, {len(dicts)} requirement dicts, {calls:,} calls each: "
-          + ", ".join(r.describe() for r in reqs))
+    print(
+        f"\n[3] gate on a worker's accept, {len(dicts)} requirement dicts, {calls:,} calls each: "
+        + ", ".join(r.describe() for r in reqs)
+    )
     sample = [Worker.get(db, rng.choice(ids)) for _ in range(calls)]  # not timed
 
     def theirs() -> List[bool]:
@@ -285,8 +297,10 @@ def bench_gate(db: LocalMephistoDB, ids: Sequence[str], calls: int, rng: random.
     per_meph, per_ours = t_meph / calls, t_ours / calls
     print(f"    Mephisto worker_is_qualified: {fmt_time(per_meph)} per call")
     print(f"    gate.qualified:               {fmt_time(per_ours)} per call")
-    print(f"    ratio: {per_meph / per_ours:.1f}x (goal: ours costs no more, >= {GATE_GOAL:.0f}x); "
-          f"{sum(our_answers):,} of {calls:,} admitted")
+    print(
+        f"    ratio: {per_meph / per_ours:.1f}x (goal: ours costs no more, >= {GATE_GOAL:.0f}x); "
+        f"{sum(our_answers):,} of {calls:,} admitted"
+    )
     for label, ok in checks.items():
         print(f"    {'ok  ' if ok else 'FAIL'} {label}")
     return Result(f"gate, {len(dicts)} dicts", per_meph, per_ours, GATE_GOAL, "per call", checks)
@@ -302,12 +316,19 @@ def bench_forecast(folder: str, n: int, rng: random.Random) -> Result:
     conn = sqlite3.connect(db.db_path)  # bench set-up: bulk rows straight in, as grants would leave them
     with conn:
         qids = dict(conn.execute("SELECT qualification_name, qualification_id FROM qualifications"))
-        conn.executemany("INSERT INTO granted_qualifications (qualification_id, worker_id, value) VALUES (?, ?, ?)",
-                         [(qids[q], int(w), rng.randint(0, 9)) for q in names for w in ids if rng.random() < 0.7])
+        conn.executemany(
+            "INSERT INTO granted_qualifications (qualification_id, worker_id, value) VALUES (?, ?, ?)",
+            [(qids[q], int(w), rng.randint(0, 9)) for q in names for w in ids if rng.random() < 0.7],
+        )
         grants_made = conn.execute("SELECT COUNT(*) FROM granted_qualifications").fetchone()[0]
     conn.close()
-    comparators = [(cmp.GREATER_EQUAL, 3), (cmp.EXISTS, None), (cmp.IN, (1, 2, 3)), (cmp.LESS, 8),
-                   (cmp.NOT_EXIST, None)]
+    comparators = [
+        (cmp.GREATER_EQUAL, 3),
+        (cmp.EXISTS, None),
+        (cmp.IN, (1, 2, 3)),
+        (cmp.LESS, 8),
+        (cmp.NOT_EXIST, None),
+    ]
     reqs = [Requirement(name, *comparators[i % 5], "bench", "") for i, name in enumerate(names)]
     t_ours = float("inf")
     for _ in range(ROUNDS):
@@ -317,22 +338,30 @@ def bench_forecast(folder: str, n: int, rng: random.Random) -> Result:
     sample = rng.sample(ids, min(FORECAST_SAMPLE, n))
     dicts = [r.to_mephisto_dict() for r in reqs]
     workers = [Worker.get(db, wid) for wid in sample]  # not timed
-    held_all = [w for w in workers if all(w.get_granted_qualification(r.qualification) for r in reqs
-                                          if r.comparator in cmp.VALUE_COMPARATORS)]
+    held_all = [
+        w
+        for w in workers
+        if all(w.get_granted_qualification(r.qualification) for r in reqs if r.comparator in cmp.VALUE_COMPARATORS)
+    ]
     start = time.perf_counter()
     theirs = {w.db_id: worker_is_qualified(w, dicts) for w in held_all}  # 1.1.1 raises for the others
     t_sample = time.perf_counter() - start
     t_meph = t_sample / max(len(held_all), 1) * n
     checks = {
         f"under {FORECAST_LIMIT} s": t_ours < FORECAST_LIMIT,
-        "same verdict as Mephisto on the sample where it is defined":
-            all(verdict[int(k)] == v for k, v in theirs.items()),
+        "same verdict as Mephisto on the sample where it is defined": all(
+            verdict[int(k)] == v for k, v in theirs.items()
+        ),
         "some pass, some fail": 0 < sum(verdict.values()) < n,
     }
-    print(f"    {grants_made:,} grant rows; Mephisto worker_is_qualified on {len(held_all):,} sampled workers: "
-          f"{fmt_time(t_sample)}, extrapolated to {n:,}: {fmt_time(t_meph)}")
-    print(f"    eligibility.eligible_workers (best of {ROUNDS}): {fmt_time(t_ours)}; {sum(verdict.values()):,} pass; "
-          f"per requirement {per_requirement}")
+    print(
+        f"    {grants_made:,} grant rows; Mephisto worker_is_qualified on {len(held_all):,} sampled workers: "
+        f"{fmt_time(t_sample)}, extrapolated to {n:,}: {fmt_time(t_meph)}"
+    )
+    print(
+        f"    eligibility.eligible_workers (best of {ROUNDS}): {fmt_time(t_ours)}; {sum(verdict.values()):,} pass; "
+        f"per requirement {per_requirement}"
+    )
     for label, ok in checks.items():
         print(f"    {'ok  ' if ok else 'FAIL'} {label}")
     return Result(f"forecast, {n:,} x 10 (extrap.)", t_meph, t_ours, 1.0, "total", checks)
@@ -356,8 +385,12 @@ def main(argv: Sequence[str] = ()) -> int:
     try:
         grant_result, db, ids = bench_grant(folder, args.workers)
         populate(db, ids, rng)
-        results = [grant_result, bench_eligibility(db, ids), bench_gate(db, ids, args.calls, rng),
-                   bench_forecast(folder, args.forecast_workers, rng)]
+        results = [
+            grant_result,
+            bench_eligibility(db, ids),
+            bench_gate(db, ids, args.calls, rng),
+            bench_forecast(folder, args.forecast_workers, rng),
+        ]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(_HOME, ignore_errors=True)
@@ -367,8 +400,10 @@ def main(argv: Sequence[str] = ()) -> int:
     print(header)
     print("-" * len(header))
     for r in results:
-        print(f"{r.name:<30} {fmt_time(r.mephisto):>10} {fmt_time(r.ours):>10} {r.unit:>9} "
-              f"{r.ratio:>7.1f}x {'>=' + format(r.goal, 'g') + 'x':>7}  {'PASS' if r.passed else 'FAIL'}")
+        print(
+            f"{r.name:<30} {fmt_time(r.mephisto):>10} {fmt_time(r.ours):>10} {r.unit:>9} "
+            f"{r.ratio:>7.1f}x {'>=' + format(r.goal, 'g') + 'x':>7}  {'PASS' if r.passed else 'FAIL'}"
+        )
         for label, ok in r.checks.items():
             if not ok:
                 print(f"{'':<30} check failed: {label}")

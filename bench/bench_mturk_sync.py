@@ -89,36 +89,53 @@ def scenario(n: int, share: float, seed: int = 1) -> Tuple[Dict[str, int], Dict[
     return local, remote
 
 
-def stub(client: Any, local: Dict[str, int], remote: Dict[str, Optional[int]], writes: bool) -> Tuple[Stubber, int, int]:
+def stub(
+    client: Any, local: Dict[str, int], remote: Dict[str, Optional[int]], writes: bool
+) -> Tuple[Stubber, int, int]:
     """Queue MTurk's answers; returns the stubber, the page count and the expected write count."""
     stubber = Stubber(client)
     name = "bench_q_sandbox"
     stubber.add_response(
         "list_qualification_types",
-        {"NumResults": 1, "QualificationTypes": [{"QualificationTypeId": TYPE_ID, "Name": name, "QualificationTypeStatus": "Active"}]},
+        {
+            "NumResults": 1,
+            "QualificationTypes": [{"QualificationTypeId": TYPE_ID, "Name": name, "QualificationTypeStatus": "Active"}],
+        },
         {"Query": name, "MustBeRequestable": False, "MustBeOwnedByCaller": True, "MaxResults": MAX_RESULTS},
     )
     order = list(remote)
     random.Random(2).shuffle(order)
-    pages = [order[i:i + MAX_RESULTS] for i in range(0, len(order), MAX_RESULTS)] or [[]]
+    pages = [order[i : i + MAX_RESULTS] for i in range(0, len(order), MAX_RESULTS)] or [[]]
     for n, page in enumerate(pages):
         params: Dict[str, Any] = {"QualificationTypeId": TYPE_ID, "Status": "Granted", "MaxResults": MAX_RESULTS}
         if n:
             params["NextToken"] = f"t{n}"
-        response: Dict[str, Any] = {"NumResults": len(page), "Qualifications": [
-            {"QualificationTypeId": TYPE_ID, "WorkerId": w, "IntegerValue": remote[w], "Status": "Granted"} for w in page]}
+        response: Dict[str, Any] = {
+            "NumResults": len(page),
+            "Qualifications": [
+                {"QualificationTypeId": TYPE_ID, "WorkerId": w, "IntegerValue": remote[w], "Status": "Granted"}
+                for w in page
+            ],
+        }
         if n < len(pages) - 1:
             response["NextToken"] = f"t{n + 1}"
         stubber.add_response("list_workers_with_qualification_type", response, params)
     expected = 0
     if writes:
-        ups = [w for w in sorted(local) if w not in remote] + [w for w in sorted(local) if w in remote and remote[w] != local[w]]
+        ups = [w for w in sorted(local) if w not in remote] + [
+            w for w in sorted(local) if w in remote and remote[w] != local[w]
+        ]
         for w in ups:
-            stubber.add_response("associate_qualification_with_worker", {}, {
-                "QualificationTypeId": TYPE_ID, "WorkerId": w, "IntegerValue": local[w], "SendNotification": False})
+            stubber.add_response(
+                "associate_qualification_with_worker",
+                {},
+                {"QualificationTypeId": TYPE_ID, "WorkerId": w, "IntegerValue": local[w], "SendNotification": False},
+            )
         downs = sorted(set(remote) - set(local))
         for w in downs:
-            stubber.add_response("disassociate_qualification_from_worker", {}, {"QualificationTypeId": TYPE_ID, "WorkerId": w})
+            stubber.add_response(
+                "disassociate_qualification_from_worker", {}, {"QualificationTypeId": TYPE_ID, "WorkerId": w}
+            )
         expected = len(ups) + len(downs)
     stubber.activate()
     return stubber, len(pages), expected
@@ -138,8 +155,13 @@ def main() -> int:
     report = grants.set_values(db, "bench_q", local, provider="mturk_sandbox", create=True, source="bench")
     assert report.ok
 
-    client = boto3.client("mturk", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x",
-                          endpoint_url=SANDBOX_ENDPOINT)
+    client = boto3.client(
+        "mturk",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        endpoint_url=SANDBOX_ENDPOINT,
+    )
     sent: List[str] = []
     client.meta.events.register("provide-client-params.mturk.*", lambda model, **_: sent.append(model.name))
 
@@ -163,10 +185,14 @@ def main() -> int:
     stubber.deactivate()
     second_writes = sum(1 for s in sent if s in WRITES)
 
-    print(f"workers: {args.workers} local, {plan.mturk_holders} on MTurk; differing: {expected_writes} "
-          f"(grant {len(plan.grants)}, change {len(plan.changes)}, revoke {len(plan.revokes)})")
+    print(
+        f"workers: {args.workers} local, {plan.mturk_holders} on MTurk; differing: {expected_writes} "
+        f"(grant {len(plan.grants)}, change {len(plan.changes)}, revoke {len(plan.revokes)})"
+    )
     print(f"write calls: {write_calls} (difference: {expected_writes})")
-    print(f"read calls:  {read_calls} ({pages} ListWorkersWithQualificationType pages of {MAX_RESULTS} + 1 ListQualificationTypes)")
+    print(
+        f"read calls:  {read_calls} ({pages} ListWorkersWithQualificationType pages of {MAX_RESULTS} + 1 ListQualificationTypes)"
+    )
     print(f"wall time:   {wall:.2f} s (plan + apply, Stubber-backed client, journal rows committed one by one)")
     print(f"second apply: {second_writes} write calls, {len(sent) - second_writes} read calls, {wall2:.2f} s")
     print(f"outcomes: {result.summary()}")

@@ -19,8 +19,6 @@ TEST_HOME = tempfile.mkdtemp(prefix="mephisto-quals-home-")
 os.environ["HOME"] = TEST_HOME
 
 import pytest  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
 from mephisto.abstractions.architects.mock_architect import MockArchitectArgs  # noqa: E402
 from mephisto.abstractions.databases.local_database import LocalMephistoDB  # noqa: E402
 from mephisto.abstractions.providers.mock.mock_provider import MockProviderArgs  # noqa: E402
@@ -29,11 +27,12 @@ from mephisto.data_model.worker import Worker  # noqa: E402
 from mephisto.operations.hydra_config import MephistoConfig  # noqa: E402
 from mephisto.operations.operator import Operator  # noqa: E402
 from mephisto.utils.testing import get_mock_requester  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 import mephisto_quals  # noqa: E402
+from mephisto_quals.devtools.mock_crowd import MockRun, free_port, speed_up_mephisto, stop_operator  # noqa: E402
 from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS  # noqa: E402
 from mephisto_quals.store.mephisto import mephisto_connection  # noqa: E402
-from mephisto_quals.devtools.mock_crowd import MockRun, free_port, speed_up_mephisto, stop_operator  # noqa: E402
 
 speed_up_mephisto()
 

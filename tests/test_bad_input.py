@@ -7,16 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
 import pytest
-from conftest import mock_config, table_counts
-
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 from mephisto.abstractions.providers.mturk.mturk_requester import MTurkRequester
 from mephisto.abstractions.providers.mturk_sandbox.sandbox_mturk_requester import SandboxMTurkRequester
 from mephisto.operations.operator import Operator
 
+from conftest import mock_config, table_counts
 from mephisto_quals import QualsConfigError
-from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS
 from mephisto_quals.compile.mturk import MASTERS_LIVE_ID, MASTERS_SANDBOX_ID
+from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS
 
 Q = "mephisto.blueprint.quals"
 BLUEPRINT = QUALS_BLUEPRINTS["mock_quals"]

@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
-from conftest import worker
 from omegaconf import OmegaConf
 
+from conftest import worker
 from mephisto_quals.admin import grants
-
 from mephisto_quals.devtools import pilot
-from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS
 from mephisto_quals.devtools.mock_crowd import free_port
+from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "gated_static_task"

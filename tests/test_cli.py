@@ -23,13 +23,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 from click.testing import CliRunner
-from conftest import grant, worker
-
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 
-from mephisto_quals.admin import grants
-
-from mephisto_quals.admin import queries
+from conftest import grant, worker
+from mephisto_quals.admin import grants, queries
 from mephisto_quals.admin.grants import os_user
 from mephisto_quals.cli.main import cli as root
 
@@ -252,7 +249,6 @@ def test_one_translation_of_errors_to_exit_codes():
 def test_an_mturk_failure_in_sync_exits_1_and_says_running_again_resumes(cli, db):
     import boto3
     from botocore.stub import Stubber
-
     from mephisto.abstractions.providers.mturk_sandbox.sandbox_mturk_requester import SandboxMTurkRequester
 
     from mephisto_quals.providers.mturk.client import SANDBOX_ENDPOINT

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from conftest import grant, worker
-
 from mephisto_quals.admin import grants
 from mephisto_quals.admin.eligibility import explain, forecast
 

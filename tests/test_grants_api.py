@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import table_counts, worker
 
+from conftest import table_counts, worker
 from mephisto_quals.admin import grants
 from mephisto_quals.admin.grants import UnknownQualificationError
 from mephisto_quals.admin.queries import history, holders, list_qualifications

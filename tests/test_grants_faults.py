@@ -22,10 +22,10 @@ from mephisto.data_model.qualification import QUAL_EXISTS, QUAL_GREATER_EQUAL
 from mephisto.data_model.worker import Worker
 from mephisto.utils.qualifications import make_qualification_dict, worker_is_qualified
 
-from mephisto_quals.compile import comparators as cmp
-from mephisto_quals.integration import gate
 from mephisto_quals.admin import grants
+from mephisto_quals.compile import comparators as cmp
 from mephisto_quals.compile.requirements import Requirement
+from mephisto_quals.integration import gate
 from mephisto_quals.store.mephisto import mephisto_connection
 
 BIG = 100_000

@@ -8,9 +8,6 @@ from typing import Any, Dict, List, Optional, Tuple
 import boto3
 import pytest
 from botocore.stub import Stubber
-from conftest import NetworkBlocked, mock_config
-from omegaconf import OmegaConf
-
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 from mephisto.abstractions.providers.mturk import mturk_utils
 from mephisto.abstractions.providers.mturk.mturk_provider import MTurkProvider
@@ -21,11 +18,13 @@ from mephisto.data_model.qualification import QUAL_NOT_EXIST
 from mephisto.data_model.task_run import TaskRunArgs
 from mephisto.operations.config_handler import get_config_arg
 from mephisto.utils.qualifications import make_qualification_dict
+from omegaconf import OmegaConf
 
+from conftest import NetworkBlocked, mock_config
 from mephisto_quals import QualsConfigError, plan_from_quals
+from mephisto_quals.compile.mturk import LOCALE_ID, MASTERS_LIVE_ID, MASTERS_SANDBOX_ID, MAX_REQUIREMENTS, SYSTEM_QUALS
 from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS
 from mephisto_quals.integration.mixin import QualsRequired
-from mephisto_quals.compile.mturk import LOCALE_ID, MASTERS_LIVE_ID, MASTERS_SANDBOX_ID, MAX_REQUIREMENTS, SYSTEM_QUALS
 
 SANDBOX_URL = "https://mturk-requester-sandbox.us-east-1.amazonaws.com"
 GUARD = "DiscoverPreviewAndAccept"

@@ -9,11 +9,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import boto3
 import pytest
 from botocore.stub import Stubber
-from conftest import cli_runner
-
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 
+from conftest import cli_runner
 from mephisto_quals.admin import grants
+from mephisto_quals.admin.queries import history, holders
 from mephisto_quals.errors import QualsError
 from mephisto_quals.providers.mturk.client import SANDBOX_ENDPOINT, MTurkCalls, Retry
 from mephisto_quals.providers.mturk.requests import (
@@ -25,7 +25,6 @@ from mephisto_quals.providers.mturk.requests import (
     list_requests,
     reject,
 )
-from mephisto_quals.admin.queries import history, holders
 
 SUBMITTED = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.timezone.utc)
 READER_ID = "3READER" + "0" * 23

@@ -9,7 +9,6 @@ with ``assert_no_pending_responses``.
 
 from __future__ import annotations
 
-import json
 import random
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -18,17 +17,16 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.stub import Stubber
-from conftest import cli_runner
-from conftest import NetworkBlocked
-
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 from mephisto.abstractions.providers.mturk.mturk_requester import MTurkRequester
 from mephisto.abstractions.providers.mturk_sandbox.sandbox_mturk_requester import SandboxMTurkRequester
 from mephisto.data_model.qualification import QUAL_EXISTS
 from mephisto.utils.qualifications import make_qualification_dict, worker_is_qualified
 
+from conftest import NetworkBlocked, cli_runner
 from mephisto_quals.admin import grants
 from mephisto_quals.admin.grants import UnknownQualificationError
+from mephisto_quals.admin.queries import history, holders
 from mephisto_quals.cli.mturk import sync
 from mephisto_quals.providers.mturk.client import (
     RETRY_CONFIG,
@@ -42,7 +40,6 @@ from mephisto_quals.providers.mturk.client import (
     mturk_qualification_name,
 )
 from mephisto_quals.providers.mturk.sync import apply_sync, grant_on_mturk, journal, plan_sync, revoke_on_mturk
-from mephisto_quals.admin.queries import history, holders
 
 WRITES = {"AssociateQualificationWithWorker", "DisassociateQualificationFromWorker", "CreateQualificationType"}
 TYPE_ID = "3SYNCTYPE0000000000000000000AA"

@@ -10,10 +10,9 @@ from typing import Any, Dict, List, Optional
 import boto3
 import pytest
 from botocore.stub import Stubber
-from conftest import cli_runner
-
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 
+from conftest import cli_runner
 from mephisto_quals.errors import QualsConfigError
 from mephisto_quals.providers.mturk.client import SANDBOX_ENDPOINT, MTurkCalls
 from mephisto_quals.providers.mturk.types import QualTypeSpec, ensure_types, load_types, parse_types

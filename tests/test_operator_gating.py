@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from conftest import grant, worker
 from mephisto.operations.datatypes import WorkerFailureReasons
 
+from conftest import grant, worker
 from mephisto_quals.integration.gate import check_worker, first_failure
 
 NOT_QUALIFIED = WorkerFailureReasons.NOT_QUALIFIED

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import cli_runner
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 from omegaconf import OmegaConf
 
+from conftest import cli_runner
 from mephisto_quals import QualsConfigError, plan_from_quals
 from mephisto_quals.admin.grants import UnknownQualificationError, grant
 from mephisto_quals.errors import QualsError

@@ -71,8 +71,9 @@ def _header(rows: Iterable[List[str]], reader: Any) -> List[str]:
     return header
 
 
-def _row(cell: Dict[str, str], line: int, provider: Optional[str], reason: Optional[str], now: float,
-         bad: List[str]) -> CsvRow:
+def _row(
+    cell: Dict[str, str], line: int, provider: Optional[str], reason: Optional[str], now: float, bad: List[str]
+) -> CsvRow:
     """One line's row; what is wrong with it goes to ``bad``."""
     row_provider = cell.get("provider") or None
     if row_provider is not None and row_provider not in KNOWN_PROVIDERS:
@@ -126,14 +127,16 @@ def _cells(reader: Any, name: str) -> Iterator[List[str]]:
         except StopIteration:
             return
         except UnicodeDecodeError as e:
-            raise InputError(f"{name}: not UTF-8 text after line {reader.line_num} ({e.reason}); "
-                             "save the CSV as UTF-8") from None
+            raise InputError(
+                f"{name}: not UTF-8 text after line {reader.line_num} ({e.reason}); save the CSV as UTF-8"
+            ) from None
         except csv.Error as e:
             raise InputError(f"{name}: line {reader.line_num}: not a readable CSV line ({e})") from None
 
 
-def read_grant_csv(handle: Iterable[str], provider: Optional[str], reason: Optional[str], now: float,
-                   name: Optional[str] = None) -> List[CsvRow]:
+def read_grant_csv(
+    handle: Iterable[str], provider: Optional[str], reason: Optional[str], now: float, name: Optional[str] = None
+) -> List[CsvRow]:
     """Parse and check a whole grant CSV; raise InputError listing every bad line (then nothing is imported).
 
     ``provider`` applies to rows without a provider cell, ``reason`` to rows with an empty
@@ -161,12 +164,16 @@ def read_grant_csv(handle: Iterable[str], provider: Optional[str], reason: Optio
         bad: List[str] = []
         row = _row(cell, line, provider, reason, now, bad)
         if row.worker and not bad:
-            key = (row.provider, mephisto_worker_name(row.worker, row.provider) if row.provider else str(int(row.worker)))
+            key = (
+                row.provider,
+                mephisto_worker_name(row.worker, row.provider) if row.provider else str(int(row.worker)),
+            )
             first = seen.get(key)
             if first is not None:
                 if (first.value, first.expires_at, first.reason) != (row.value, row.expires_at, row.reason):
-                    bad.append(f"worker {row.worker!r} is also on line {first.line} with a different value, "
-                               "expiry or reason")
+                    bad.append(
+                        f"worker {row.worker!r} is also on line {first.line} with a different value, expiry or reason"
+                    )
                 else:
                     continue  # an exact repeat: harmless
             else:
@@ -190,7 +197,15 @@ def write_holders(handle: IO[str], holders: Iterable[Any]) -> int:
     writer.writerow(CSV_COLUMNS)
     n = 0
     for h in holders:
-        writer.writerow([provider_name(h.worker_name, h.provider_type), h.worker_id, h.provider_type or "",
-                         "" if h.value is None else h.value, h.expires, h.reason or ""])
+        writer.writerow(
+            [
+                provider_name(h.worker_name, h.provider_type),
+                h.worker_id,
+                h.provider_type or "",
+                "" if h.value is None else h.value,
+                h.expires,
+                h.reason or "",
+            ]
+        )
         n += 1
     return n

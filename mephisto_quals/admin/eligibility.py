@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from mephisto_quals.admin import prolific_side
-from mephisto_quals.errors import QualsError
-from mephisto_quals.integration.gate import check_worker, passes
 from mephisto_quals.compile.mturk import LOCALE_ID, SYSTEM_QUALS, is_mturk_provider
 from mephisto_quals.compile.plan import QualsPlan, config_value, gate_requirements, plan_for_run
 from mephisto_quals.compile.requirements import Requirement
+from mephisto_quals.errors import QualsError
+from mephisto_quals.integration.gate import check_worker, passes
 from mephisto_quals.store import Session
 from mephisto_quals.store import eligibility as eligibility_store
 from mephisto_quals.store import qualifications as qual_store
@@ -76,7 +76,13 @@ def load_task(db: Any = None, task: Optional[str] = None, config: Union[str, Pat
         raise QualsError(f"{source} has no mephisto.blueprint node")
     plan = plan_for_run(run_config)
     provider = run_config.get("provider") or {}
-    return TaskQuals(source, run_config, plan, gate_requirements(plan, run_config.blueprint), config_value(provider, "_provider_type"))
+    return TaskQuals(
+        source,
+        run_config,
+        plan,
+        gate_requirements(plan, run_config.blueprint),
+        config_value(provider, "_provider_type"),
+    )
 
 
 def cost_notes(plan: QualsPlan) -> List[str]:
@@ -130,7 +136,8 @@ def _mturk_label(req: Dict[str, Any]) -> str:
     q = by_id.get(req["QualificationTypeId"])
     name = q.title if q else req["QualificationTypeId"]
     values = req.get("IntegerValues") or [
-        f"{v['Country']}-{v['Subdivision']}" if "Subdivision" in v else v["Country"] for v in req.get("LocaleValues") or []
+        f"{v['Country']}-{v['Subdivision']}" if "Subdivision" in v else v["Country"]
+        for v in req.get("LocaleValues") or []
     ]
     return f"{name} {req['Comparator']} {values}" if values else f"{name} {req['Comparator']}"
 
@@ -163,15 +170,27 @@ def explain(
         actual = str(res.actual) if res.held else "not held"
         out.rows.append(ExplainRow(where, r.describe(), r.source, actual, "pass" if res.passed else "fail"))
     for i, req in enumerate(tq.plan.mturk):
-        out.rows.append(ExplainRow("mturk", _mturk_label(req), "mephisto.blueprint.quals.mturk", "only MTurk knows", "unknown"))
-    if is_mturk_provider(tq.provider_type) and tq.provider_type == "mturk" and not any(
-        q["QualificationTypeId"] == LOCALE_ID for q in tq.plan.mturk
+        out.rows.append(
+            ExplainRow("mturk", _mturk_label(req), "mephisto.blueprint.quals.mturk", "only MTurk knows", "unknown")
+        )
+    if (
+        is_mturk_provider(tq.provider_type)
+        and tq.provider_type == "mturk"
+        and not any(q["QualificationTypeId"] == LOCALE_ID for q in tq.plan.mturk)
     ):
-        out.rows.append(ExplainRow("mturk", "Location In [US, CA, GB, AU, NZ] (Mephisto's default)", "mephisto (live MTurk)",
-                                   "only MTurk knows", "unknown"))
+        out.rows.append(
+            ExplainRow(
+                "mturk",
+                "Location In [US, CA, GB, AU, NZ] (Mephisto's default)",
+                "mephisto (live MTurk)",
+                "only MTurk knows",
+                "unknown",
+            )
+        )
     if prolific_side.applies(tq.plan, tq.provider_type):
-        side = prolific_side.explain_rows(db, tq.plan, tq.run_config.blueprint, tq.provider_type, name, worker_id,
-                                          client=prolific_client, now=now)
+        side = prolific_side.explain_rows(
+            db, tq.plan, tq.run_config.blueprint, tq.provider_type, name, worker_id, client=prolific_client, now=now
+        )
         out.rows += [ExplainRow(r.where, r.requirement, r.source, r.actual, r.verdict) for r in side]
     return out
 
@@ -190,8 +209,11 @@ class Forecast:
 
 
 def eligible_workers(
-    db: Any, requirements: Sequence[Requirement], worker_ids: Optional[Sequence[int]] = None,
-    provider_type: Optional[str] = None, now: Optional[float] = None,
+    db: Any,
+    requirements: Sequence[Requirement],
+    worker_ids: Optional[Sequence[int]] = None,
+    provider_type: Optional[str] = None,
+    now: Optional[float] = None,
 ) -> Tuple[Dict[int, bool], List[int]]:
     """worker_id -> passes every requirement, plus how many pass each requirement alone.
 
@@ -205,11 +227,12 @@ def eligible_workers(
         checks = [eligibility_store.Check(ids.get(r.qualification), r.comparator, r.value) for r in requirements]
         found = eligibility_store.passing_masks(s.conn, checks, now, provider_type, worker_ids)
     batch = eligibility_store.BATCH
-    full = [(1 << len(checks[b:b + batch])) - 1 for b in range(0, len(checks), batch)] or [0]
+    full = [(1 << len(checks[b : b + batch])) - 1 for b in range(0, len(checks), batch)] or [0]
     verdict = {wid: all(m & f == f for m, f in zip(ms, full, strict=True)) for wid, ms in found.items()}
     tally = Counter(tuple(ms) for ms in found.values())  # few distinct masks: count each once
-    per_requirement = [sum(n for ms, n in tally.items() if ms[i // batch] >> (i % batch) & 1)
-                       for i in range(len(checks))]
+    per_requirement = [
+        sum(n for ms, n in tally.items() if ms[i // batch] >> (i % batch) & 1) for i in range(len(checks))
+    ]
     return verdict, per_requirement
 
 

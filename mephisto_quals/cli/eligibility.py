@@ -30,7 +30,9 @@ def one_task_source(task: Optional[str], config: Optional[str]) -> None:
 @task_options
 @provider_option
 @db_option
-def explain(worker: str, task: Optional[str], config: Optional[str], provider: Optional[str], db: Optional[str]) -> None:
+def explain(
+    worker: str, task: Optional[str], config: Optional[str], provider: Optional[str], db: Optional[str]
+) -> None:
     """Explain every requirement of a task for one worker: their value and pass / fail / unknown.
 
     'local' rows come from mephisto.blueprint.quals, 'mephisto' rows from Mephisto's own
@@ -47,7 +49,10 @@ def explain(worker: str, task: Optional[str], config: Optional[str], provider: O
     one_task_source(task, config)
     result = eligibility.explain(resolve_db(db), worker, provider=provider, task=task, config=config)
     who = result.worker if result.worker_id is None else f"{result.worker} (id {result.worker_id})"
-    out(f"worker {who}, {result.task.source}" + ("; Mephisto has never seen this worker" if result.worker_id is None else ""))
+    out(
+        f"worker {who}, {result.task.source}"
+        + ("; Mephisto has never seen this worker" if result.worker_id is None else "")
+    )
     shown = table("where", "requirement", "config path", "worker's value", "verdict")
     for r in result.rows:
         shown.add_row(r.where, r.requirement, r.source, r.actual, verdict(r.verdict))
@@ -88,8 +93,10 @@ def forecast(task: Optional[str], config: Optional[str], db: Optional[str]) -> N
     one_task_source(task, config)
     result = eligibility.forecast(resolve_db(db), task=task, config=config)
     kind = f"{result.task.provider_type} " if result.task.provider_type else ""
-    out(f"{result.task.source}: {result.passing} of {result.known_workers} known {kind}worker(s) pass every local requirement",
-        style="bold")
+    out(
+        f"{result.task.source}: {result.passing} of {result.known_workers} known {kind}worker(s) pass every local requirement",
+        style="bold",
+    )
     if result.per_requirement:
         shown = table("requirement", "config path", "workers passing")
         for req, n in result.per_requirement:

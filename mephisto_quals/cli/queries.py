@@ -65,7 +65,9 @@ def show(qualification: str, include_expired: bool, db: Optional[str]) -> None:
         expires = h.expires or "never"
         if h.expires_at is not None and h.expires_at <= now:
             expires += " (expired)"
-        shown.add_row(h.worker_name, str(h.worker_id), h.provider_type or "", show_value(h.value), expires, h.reason or "")
+        shown.add_row(
+            h.worker_name, str(h.worker_id), h.provider_type or "", show_value(h.value), expires, h.reason or ""
+        )
     if rows:
         out(shown)
     out(f"{len(rows)} worker(s) hold '{qualification}'" + ("" if include_expired else " (expired grants not shown)"))
@@ -74,13 +76,26 @@ def show(qualification: str, include_expired: bool, db: Optional[str]) -> None:
 @click.command("export", cls=RichQualsCommand)
 @click.argument("qualification")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write to FILE (default: stdout).")
-@click.option("--include-expired", is_flag=True, help="Also export grants whose expiry has passed (those rows cannot be imported again).")
-@click.option("--format", "fmt", type=click.Choice(["csv", "prolific"]), default="csv", show_default=True,
-              help="csv: holders for 'import'; prolific: a Prolific filter (YAML) for "
-                   "mephisto.blueprint.quals.prolific: the list's participant group when it is mapped "
-                   "(participant_group_allowlist), else its participants (custom_allowlist).")
-@click.option("--block", is_flag=True, help="With --format prolific: the blocklist filter "
-                                            "(participant_group_blocklist / custom_blocklist) instead.")
+@click.option(
+    "--include-expired",
+    is_flag=True,
+    help="Also export grants whose expiry has passed (those rows cannot be imported again).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "prolific"]),
+    default="csv",
+    show_default=True,
+    help="csv: holders for 'import'; prolific: a Prolific filter (YAML) for "
+    "mephisto.blueprint.quals.prolific: the list's participant group when it is mapped "
+    "(participant_group_allowlist), else its participants (custom_allowlist).",
+)
+@click.option(
+    "--block",
+    is_flag=True,
+    help="With --format prolific: the blocklist filter (participant_group_blocklist / custom_blocklist) instead.",
+)
 @db_option
 def export_csv(
     qualification: str, output: Optional[str], include_expired: bool, fmt: str, block: bool, db: Optional[str]
@@ -124,8 +139,9 @@ def export_csv(
 @click.command(cls=RichQualsCommand)
 @click.option("--qualification", "-q", help="Only changes to this qualification.")
 @click.option("--worker", "-w", help="Only changes to this worker (Mephisto id or worker name).")
-@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
-              help="Show the newest N changes (0: all).")
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=100, show_default=True, help="Show the newest N changes (0: all)."
+)
 @db_option
 def history(qualification: Optional[str], worker: Optional[str], limit: int, db: Optional[str]) -> None:
     """Show the audit of recorded changes, newest first.
@@ -148,8 +164,16 @@ def history(qualification: Optional[str], worker: Optional[str], limit: int, db:
         return
     shown = table("time (UTC)", "qualification", "worker", "old → new", "action", "reason", "source", "os user")
     for e in entries:
-        shown.add_row(e.when, e.qualification, f"{e.worker_name} ({e.worker_id})", change(e.old_value, e.new_value),
-                      e.action, e.reason or "", e.source, e.os_user)
+        shown.add_row(
+            e.when,
+            e.qualification,
+            f"{e.worker_name} ({e.worker_id})",
+            change(e.old_value, e.new_value),
+            e.action,
+            e.reason or "",
+            e.source,
+            e.os_user,
+        )
     out(shown)
     if limit and len(entries) == limit:
         out(f"newest {limit} shown; --limit 0 shows all", style="dim")

@@ -18,7 +18,9 @@ __all__ = ["review", "COMMANDS"]
 
 @click.command(cls=RichQualsCommand)
 @click.option("--task", help="Review the units of this task's runs.")
-@click.option("--run", "run_ids", multiple=True, metavar="RUN_ID", help="Review the units of this task run (repeatable).")
+@click.option(
+    "--run", "run_ids", multiple=True, metavar="RUN_ID", help="Review the units of this task run (repeatable)."
+)
 @click.option("--rules", required=True, type=click.Path(exists=True, dir_okay=False), help="Review rules YAML.")
 @click.option("--apply", "apply_", is_flag=True, help="Make the changes (default: only show them).")
 @prolific_options
@@ -28,9 +30,18 @@ __all__ = ["review", "COMMANDS"]
 @progress_option
 @db_option
 def review(
-    task: Optional[str], run_ids: Tuple[str, ...], rules: str, apply_: bool, verbose: bool, progress: Optional[bool],
-    db: Optional[str], prolific: bool = False, workspace: str = "My Workspace",
-    prolific_requester: Optional[str] = None, live: bool = False, yes: bool = False,
+    task: Optional[str],
+    run_ids: Tuple[str, ...],
+    rules: str,
+    apply_: bool,
+    verbose: bool,
+    progress: Optional[bool],
+    db: Optional[str],
+    prolific: bool = False,
+    workspace: str = "My Workspace",
+    prolific_requester: Optional[str] = None,
+    live: bool = False,
+    yes: bool = False,
 ) -> None:
     """Apply review rules to a task's workers: grant, update or revoke qualifications.
 
@@ -62,12 +73,18 @@ def review(
     plan = reviewing.plan_review(path, task_name=task, run_ids=list(run_ids) or None, rules=rule_list)
     shown = [c for c in plan.changes if verbose or getattr(c, "changed", True)]
     if shown:
-        changes = table("rule", "qualification", "worker", "old → new", "action",
-                        title="changes" if apply_ else "planned changes")
+        changes = table(
+            "rule", "qualification", "worker", "old → new", "action", title="changes" if apply_ else "planned changes"
+        )
         for c in shown:
             rule = c.rule if not isinstance(c.rule, int) else f"rules[{c.rule}]"
-            changes.add_row(str(rule), c.qualification, f"{c.worker_name} ({c.worker_id})",
-                            change(c.old_value, c.new_value), c.action)
+            changes.add_row(
+                str(rule),
+                c.qualification,
+                f"{c.worker_name} ({c.worker_id})",
+                change(c.old_value, c.new_value),
+                c.action,
+            )
         out(changes)
     out(plan.summary())
     if not apply_:

@@ -117,7 +117,9 @@ def _value_requirements(cfg: Mapping[str, Any], path: str) -> Tuple[List[Require
             continue
         unknown = sorted(set(item) - {"qualification", "comparator", "value"})
         if unknown:
-            problems.append(Problem(item_path, dict(item), f"unknown keys {unknown}; use qualification, comparator, value"))
+            problems.append(
+                Problem(item_path, dict(item), f"unknown keys {unknown}; use qualification, comparator, value")
+            )
             continue
         name = item.get("qualification")
         name_problems = check_name(name, f"{item_path}.qualification")
@@ -131,8 +133,9 @@ def _value_requirements(cfg: Mapping[str, Any], path: str) -> Tuple[List[Require
             continue
         frozen: Value = tuple(value) if isinstance(value, list) else value
         if comparator in cmp.VALUE_COMPARATORS:
-            out.append(Requirement(name, cmp.EXISTS, None, item_path,
-                                   f"must hold '{name}' to be compared", local_only=True))
+            out.append(
+                Requirement(name, cmp.EXISTS, None, item_path, f"must hold '{name}' to be compared", local_only=True)
+            )
         req = Requirement(name, comparator, frozen, item_path, "")
         out.append(Requirement(name, comparator, frozen, item_path, f"needs {req.describe()}"))
     return out, problems
@@ -187,9 +190,7 @@ def dedupe(reqs: Iterable[Requirement]) -> List[Requirement]:
     return out
 
 
-def find_conflicts(
-    reqs: Sequence[Requirement], extra_blocked: Sequence[Tuple[str, str]] = ()
-) -> List[Problem]:
+def find_conflicts(reqs: Sequence[Requirement], extra_blocked: Sequence[Tuple[str, str]] = ()) -> List[Problem]:
     """A name both required and blocked would let nobody in: report each such pair.
 
     ``extra_blocked`` adds (name, config path) pairs blocked by Mephisto itself, such as
@@ -203,7 +204,9 @@ def find_conflicts(
     for name, src in extra_blocked:
         blocked.setdefault(name, src)
     return [
-        Problem(blocked[name], name, f"it is also required at {required[name]}; a name cannot be both required and blocked")
+        Problem(
+            blocked[name], name, f"it is also required at {required[name]}; a name cannot be both required and blocked"
+        )
         for name in required
         if name in blocked
     ]

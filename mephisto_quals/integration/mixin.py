@@ -24,7 +24,7 @@ __all__ = ["QualsRequired", "ensure_qualifications", "holder_count"]
 logger = logging.getLogger("mephisto_quals")
 
 
-def ensure_qualifications(db: "MephistoDB", names: List[str]) -> Dict[str, str]:
+def ensure_qualifications(db: MephistoDB, names: List[str]) -> Dict[str, str]:
     """Create each named qualification that is missing; return name -> qualification id.
 
     Mephisto 1.1.1 skips a requirement whose qualification does not exist, which would let
@@ -35,12 +35,12 @@ def ensure_qualifications(db: "MephistoDB", names: List[str]) -> Dict[str, str]:
     return {name: find_or_create_qualification(db, name) for name in names}
 
 
-def holder_count(db: "MephistoDB", qualification_id: str) -> int:
+def holder_count(db: MephistoDB, qualification_id: str) -> int:
     """How many workers hold a qualification (any value)."""
     return len(find_granted(db, qualification_id=qualification_id))
 
 
-def _plan(args: "DictConfig", shared_state: "SharedTaskState") -> QualsPlan:
+def _plan(args: DictConfig, shared_state: SharedTaskState) -> QualsPlan:
     quals, mturk, _ = user_entries(shared_state)
     return plan_for_run(args, existing_qualifications=quals, existing_mturk=mturk)
 
@@ -56,7 +56,7 @@ class QualsRequired(BlueprintMixin):
     SharedStateMixin = QualsSharedState
 
     def init_mixin_config(
-        self, task_run: "TaskRun", args: "DictConfig", shared_state: "SharedTaskState"
+        self, task_run: TaskRun, args: DictConfig, shared_state: SharedTaskState
     ) -> None:
         """Create the qualifications, warn about empty allowlists, apply the plan once, and
         install the gate (which only takes over lists that carry this plan's marked dicts)."""
@@ -98,13 +98,13 @@ class QualsRequired(BlueprintMixin):
         )
 
     @classmethod
-    def assert_mixin_args(cls, args: "DictConfig", shared_state: "SharedTaskState") -> None:
+    def assert_mixin_args(cls, args: DictConfig, shared_state: SharedTaskState) -> None:
         """Validate the whole ``quals`` node; raises QualsConfigError before anything launches."""
         _plan(args, shared_state)
 
     @classmethod
     def get_mixin_qualifications(
-        cls, args: "DictConfig", shared_state: "SharedTaskState"
+        cls, args: DictConfig, shared_state: SharedTaskState
     ) -> List[Dict[str, Any]]:
         """The local requirements as Mephisto qualification dicts (unused by Mephisto 1.1.1)."""
         return _plan(args, shared_state).local_dicts()
