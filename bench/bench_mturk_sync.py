@@ -191,7 +191,8 @@ def main() -> int:
     )
     print(f"write calls: {write_calls} (difference: {expected_writes})")
     print(
-        f"read calls:  {read_calls} ({pages} ListWorkersWithQualificationType pages of {MAX_RESULTS} + 1 ListQualificationTypes)"
+        f"read calls:  {read_calls} ({pages} ListWorkersWithQualificationType pages of {MAX_RESULTS}"
+        " + 1 ListQualificationTypes)"
     )
     print(f"wall time:   {wall:.2f} s (plan + apply, Stubber-backed client, journal rows committed one by one)")
     print(f"second apply: {second_writes} write calls, {len(sent) - second_writes} read calls, {wall2:.2f} s")

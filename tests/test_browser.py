@@ -532,8 +532,8 @@ def test_pilot_command_prints_working_links_and_stops_cleanly_on_ctrl_c(builds, 
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in its terminal reaches the whole foreground group
         try:
             proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("the pilot did not stop within 20 s of Ctrl-C:\n" + "".join(lines[-40:]))
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError("the pilot did not stop within 20 s of Ctrl-C:\n" + "".join(lines[-40:])) from e
         stopping = time.time() - stop
     finally:
         if proc.poll() is None:

@@ -166,7 +166,7 @@ def test_four_processes_granting_at_once_lose_nothing_and_never_crash_on_locks(t
         time.sleep(0.01)
     go.touch()
     results = [p.communicate(timeout=180) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_out, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err
         assert "locked" not in err and "Traceback" not in err, err
     reports = [json.loads(out) for out, _ in results]

@@ -262,7 +262,7 @@ def test_a_second_run_makes_no_write_call(types_file: Path) -> None:
     on_mturk[1]["Test"] = on_mturk[1]["Test"].replace("\n  ", "\n")
     calls = MTurkCalls(c)
     with Stubber(c) as stub:
-        for spec, existing in zip(specs, on_mturk):
+        for spec, existing in zip(specs, on_mturk, strict=True):
             stub.add_response("list_qualification_types", listing([existing]), list_params(f"{spec.name}_sandbox"))
         second = ensure_types(calls, specs, sandbox=True)
         stub.assert_no_pending_responses()

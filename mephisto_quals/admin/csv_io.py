@@ -109,11 +109,12 @@ def _row(
     expires: Optional[float] = None
     if cell.get("expires_at"):
         try:
-            expires = check_expiry(parse_instant(cell["expires_at"], "expires_at"), "expires_at", cell["expires_at"])
+            moment = check_expiry(parse_instant(cell["expires_at"], "expires_at"), "expires_at", cell["expires_at"])
         except (ValueError, OverflowError) as e:
             bad.append(str(e))
         else:
-            if expires <= now:
+            expires = moment
+            if moment is not None and moment <= now:
                 bad.append(f"expires_at {cell['expires_at']!r} is in the past")
     return CsvRow(line, given, ref_provider, value, expires, cell.get("reason") or reason)
 

@@ -169,7 +169,7 @@ def explain(
         res = results[i]
         actual = str(res.actual) if res.held else "not held"
         out.rows.append(ExplainRow(where, r.describe(), r.source, actual, "pass" if res.passed else "fail"))
-    for i, req in enumerate(tq.plan.mturk):
+    for req in tq.plan.mturk:
         out.rows.append(
             ExplainRow("mturk", _mturk_label(req), "mephisto.blueprint.quals.mturk", "only MTurk knows", "unknown")
         )
@@ -248,4 +248,4 @@ def forecast(db: Any, task: Optional[str] = None, config: Any = None, now: Optio
         warnings.append("provider-side requirements (MTurk / Prolific) are not counted: only the provider knows them")
     warnings += [f"cost: {note}" for note in cost_notes(tq.plan)]
     prolific = prolific_side.forecast_lines(db, tq.plan, tq.run_config.blueprint, tq.provider_type)
-    return Forecast(tq, len(verdict), passing, list(zip(tq.checks, per)), warnings + prolific, prolific)
+    return Forecast(tq, len(verdict), passing, list(zip(tq.checks, per, strict=True)), warnings + prolific, prolific)

@@ -354,8 +354,8 @@ def prune(db: Any, *, now: Optional[float] = None, source: str = "api", dry_run:
         changes = [Change(now, r["qualification_name"], r["worker_id"], r["worker_name"], "expire",
                           r["value"], None, r["expires_at"], "expired", source, user) for r in rows]
         _record(conn, report, changes, qual_store.find_ids(conn, [c.qualification for c in changes]))
-        report.outcomes += [WorkerOutcome(r["worker_name"], "pruned", r["worker_id"], r["worker_name"], r["value"], None,
-                                          qualification=r["qualification_name"]) for r in rows]
+        report.outcomes += [WorkerOutcome(r["worker_name"], "pruned", r["worker_id"], r["worker_name"], r["value"],
+                                          None, qualification=r["qualification_name"]) for r in rows]
 
     _run(db, session, dry_run, work)
     return report

@@ -73,7 +73,8 @@ def translate(error: BaseException) -> Optional[plain_click.ClickException]:
     if isinstance(error, sqlite3.Error):
         hint = ""
         if "disk" in str(error) or "full" in str(error):
-            hint = " (is the disk full, or the file size limited?); the failed transaction was rolled back: run the command again"
+            hint = (" (is the disk full, or the file size limited?); the failed transaction was rolled back: "
+                    "run the command again")
         return CommandFailed(f"database error: {error}{hint}", 1)
     if is_botocore_error(error):
         return CommandFailed(mturk_failure(error), 1)

@@ -94,7 +94,8 @@ def forecast(task: Optional[str], config: Optional[str], db: Optional[str]) -> N
     result = eligibility.forecast(resolve_db(db), task=task, config=config)
     kind = f"{result.task.provider_type} " if result.task.provider_type else ""
     out(
-        f"{result.task.source}: {result.passing} of {result.known_workers} known {kind}worker(s) pass every local requirement",
+        f"{result.task.source}: {result.passing} of {result.known_workers} known {kind}worker(s) "
+        "pass every local requirement",
         style="bold",
     )
     if result.per_requirement:

@@ -141,8 +141,10 @@ def import_to_prolific(path: str, qualification: str, rows: List[Any], workspace
               help="Value to grant (an integer from -2^63 to 2^63-1).")
 @provider_option
 @click.option("--reason", help="Why; kept with the grant and in the audit.")
-@click.option("--expires-in", metavar="DURATION", help="Grant expires after this long: 30m, 12h, 7d, 2w or 'permanent'.")
-@click.option("--expires-at", metavar="ISO", help="Grant expires at this time, e.g. 2026-12-31 or 2026-12-31T18:00:00+00:00 (UTC if no zone).")
+@click.option("--expires-in", metavar="DURATION",
+              help="Grant expires after this long: 30m, 12h, 7d, 2w or 'permanent'.")
+@click.option("--expires-at", metavar="ISO",
+              help="Grant expires at this time, e.g. 2026-12-31 or 2026-12-31T18:00:00+00:00 (UTC if no zone).")
 @click.option("--create", is_flag=True, help="Create the qualification if it does not exist.")
 @click.option("--description", metavar="TEXT",
               help="With --create: the new qualification's description (Mephisto 1.5.2 databases; up to 500 "
@@ -218,9 +220,9 @@ def grant(
 @progress_option
 @db_option
 def revoke(
-    qualification: str, workers: Tuple[str, ...], provider: Optional[str], reason: Optional[str], files: Tuple[Any, ...],
-    requester: Optional[str], live: bool, yes: bool, dry_run: bool, verbose: bool, progress: Optional[bool],
-    db: Optional[str],
+    qualification: str, workers: Tuple[str, ...], provider: Optional[str], reason: Optional[str],
+    files: Tuple[Any, ...], requester: Optional[str], live: bool, yes: bool, dry_run: bool, verbose: bool,
+    progress: Optional[bool], db: Optional[str],
     prolific: bool = False, workspace: str = "My Workspace", prolific_requester: Optional[str] = None,
 ) -> None:
     """Revoke a qualification from workers.
@@ -360,7 +362,8 @@ def import_csv(
     \b
     Examples:
       mephisto-quals import score scores.csv --provider mock --create
-      mephisto-quals export trusted --output trusted.csv && mephisto-quals import trusted trusted.csv --db other.db --create
+      mephisto-quals export trusted --output trusted.csv
+      mephisto-quals import trusted trusted.csv --db other.db --create
     """
     from mephisto_quals.admin import grants
     from mephisto_quals.admin.csv_io import read_grant_csv

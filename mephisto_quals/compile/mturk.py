@@ -8,10 +8,18 @@ to the HIT type unchanged.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from mephisto_quals.compile import comparators as cmp
+from mephisto_quals.compile.mturk_locale import MAX_LOCALE_VALUES, locale_problems, parse_locale
+from mephisto_quals.compile.mturk_quals import (
+    LOCALE_ID,
+    MASTERS_LIVE_ID,
+    MASTERS_SANDBOX_ID,
+    MAX_REQUIREMENTS,
+    SYSTEM_QUALS,
+    SystemQual,
+)
 from mephisto_quals.errors import Problem
 
 __all__ = [
@@ -28,50 +36,7 @@ __all__ = [
     "is_sandbox_provider",
 ]
 
-#: MTurk accepts at most this many QualificationRequirements on one HIT.
-MAX_REQUIREMENTS = 10
-LOCALE_ID = "00000000000000000071"
-MASTERS_LIVE_ID = "2F1QJWKUDD8XADTFD2Q0G6UTO95ALH"
-MASTERS_SANDBOX_ID = "2ARFPLSP75KLA8M8DH1HTEQVJT3SY6"
 _MAX_INTEGER_VALUES = 15
-_MAX_LOCALE_VALUES = 30
-
-
-@dataclass(frozen=True)
-class SystemQual:
-    """An MTurk system qualification a preset name stands for."""
-
-    name: str
-    live_id: str
-    sandbox_id: str
-    kind: str  # percent | count | locale | masters | adult
-    title: str
-    legacy: bool = False
-    fee_note: Optional[str] = None
-
-    def type_id(self, sandbox: bool) -> str:
-        return self.sandbox_id if sandbox else self.live_id
-
-
-def _same(name: str, type_id: str, kind: str, title: str, **kw: Any) -> SystemQual:
-    return SystemQual(name, type_id, type_id, kind, title, **kw)
-
-
-SYSTEM_QUALS: Dict[str, SystemQual] = {
-    q.name: q
-    for q in (
-        _same("approval_rate", "000000000000000000L0", "percent", "HIT approval rate (%)"),
-        _same("approved_hits", "00000000000000000040", "count", "Number of HITs approved"),
-        _same("locale", LOCALE_ID, "locale", "Location"),
-        SystemQual("masters", MASTERS_LIVE_ID, MASTERS_SANDBOX_ID, "masters", "Masters",
-                   fee_note="Masters add 5% to MTurk's commission"),
-        _same("adult", "00000000000000000060", "adult", "Adult content"),
-        _same("abandonment_rate", "00000000000000000070", "percent", "HIT abandonment rate (%)", legacy=True),
-        _same("return_rate", "000000000000000000E0", "percent", "HIT return rate (%)", legacy=True),
-        _same("rejection_rate", "000000000000000000S0", "percent", "HIT rejection rate (%)", legacy=True),
-        _same("submission_rate", "00000000000000000000", "percent", "HIT submission rate (%)", legacy=True),
-    )
-}
 
 #: kind -> (lowest, highest or None, what the values mean) of a system qualification's IntegerValues.
 _RANGES: Dict[str, Tuple[int, Optional[int], str]] = {
@@ -119,9 +84,17 @@ def validate_requirement(req: Mapping[str, Any], path: str, sandbox: Optional[bo
         problems.append(Problem(f"{path}.Comparator", comparator, f"use one of {', '.join(_enum('Comparator'))}"))
     guarded = req.get("ActionsGuarded")
     if guarded is not None and guarded not in _enum("HITAccessActions"):
-        problems.append(Problem(f"{path}.ActionsGuarded", guarded, f"use one of {', '.join(_enum('HITAccessActions'))}"))
+        problems.append(
+            Problem(f"{path}.ActionsGuarded", guarded, f"use one of {', '.join(_enum('HITAccessActions'))}")
+        )
     if guarded is not None and "RequiredToPreview" in req:
-        problems.append(Problem(f"{path}.RequiredToPreview", req["RequiredToPreview"], "do not combine the deprecated RequiredToPreview with ActionsGuarded"))
+        problems.append(
+            Problem(
+                f"{path}.RequiredToPreview",
+                req["RequiredToPreview"],
+                "do not combine the deprecated RequiredToPreview with ActionsGuarded",
+            )
+        )
     ints, locales = req.get("IntegerValues"), req.get("LocaleValues")
     if comparator in ("Exists", "DoesNotExist") and (ints or locales):
         problems.append(Problem(path, dict(req), f"{comparator} takes no IntegerValues or LocaleValues"))
@@ -131,10 +104,17 @@ def validate_requirement(req: Mapping[str, Any], path: str, sandbox: Optional[bo
         problems.append(Problem(path, dict(req), "give IntegerValues or LocaleValues, not both"))
     type_id = req["QualificationTypeId"]
     if locales and type_id != LOCALE_ID:
-        problems.append(Problem(f"{path}.LocaleValues", locales, f"LocaleValues are only for the Locale qualification {LOCALE_ID}"))
+        problems.append(
+            Problem(f"{path}.LocaleValues", locales, f"LocaleValues are only for the Locale qualification {LOCALE_ID}")
+        )
     if type_id == LOCALE_ID and ints:
-        problems.append(Problem(f"{path}.IntegerValues", ints, "the Locale qualification takes LocaleValues, not IntegerValues"))
-    for values, limit, label in ((ints, _MAX_INTEGER_VALUES, "IntegerValues"), (locales, _MAX_LOCALE_VALUES, "LocaleValues")):
+        problems.append(
+            Problem(f"{path}.IntegerValues", ints, "the Locale qualification takes LocaleValues, not IntegerValues")
+        )
+    for values, limit, label in (
+        (ints, _MAX_INTEGER_VALUES, "IntegerValues"),
+        (locales, MAX_LOCALE_VALUES, "LocaleValues"),
+    ):
         if not values:
             continue
         if comparator in ("In", "NotIn") and len(values) > limit:
@@ -142,14 +122,28 @@ def validate_requirement(req: Mapping[str, Any], path: str, sandbox: Optional[bo
         if comparator not in ("In", "NotIn") and len(values) != 1:
             problems.append(Problem(f"{path}.{label}", values, f"{comparator} takes exactly one value"))
     for loc_i, loc in enumerate(locales or []):
-        problems += _locale_problems(loc, f"{path}.LocaleValues[{loc_i}]")
+        problems += locale_problems(loc, f"{path}.LocaleValues[{loc_i}]")
     problems += _range_problems(type_id, ints, path)
     if sandbox is True and type_id in _LIVE_ONLY:
         q = _LIVE_ONLY[type_id]
-        problems.append(Problem(f"{path}.QualificationTypeId", type_id, f"this is the live {q.title} ID; the requester is a sandbox one, use {q.sandbox_id} (or the '{q.name}' preset)"))
+        problems.append(
+            Problem(
+                f"{path}.QualificationTypeId",
+                type_id,
+                f"this is the live {q.title} ID; the requester is a sandbox one, "
+                f"use {q.sandbox_id} (or the '{q.name}' preset)",
+            )
+        )
     if sandbox is False and type_id in _SANDBOX_ONLY:
         q = _SANDBOX_ONLY[type_id]
-        problems.append(Problem(f"{path}.QualificationTypeId", type_id, f"this is the sandbox-only {q.title} ID; the requester is live, use {q.live_id} (or the '{q.name}' preset)"))
+        problems.append(
+            Problem(
+                f"{path}.QualificationTypeId",
+                type_id,
+                f"this is the sandbox-only {q.title} ID; the requester is live, "
+                f"use {q.live_id} (or the '{q.name}' preset)",
+            )
+        )
     return problems
 
 
@@ -165,41 +159,12 @@ def _range_problems(type_id: Any, ints: Any, path: str) -> List[Problem]:
     return [Problem(f"{path}.IntegerValues", list(ints), f"{q.title} ({type_id}) is {unit}; {bad} are out of range")]
 
 
-def _locale_problems(loc: Mapping[str, Any], path: str) -> List[Problem]:
-    import pycountry
-
-    country = loc.get("Country")
-    known = isinstance(country, str) and len(country) == 2 and country.isupper() and pycountry.countries.get(alpha_2=country)
-    if not known:
-        return [Problem(f"{path}.Country", country, "use an ISO 3166-1 alpha-2 country code such as US, GB or IN")]
-    sub = loc.get("Subdivision")
-    # pycountry matches codes case-insensitively; MTurk wants the code as ISO writes it (NY).
-    if sub is not None and (not isinstance(sub, str) or sub != sub.upper() or pycountry.subdivisions.get(code=f"{country}-{sub}") is None):
-        return [Problem(f"{path}.Subdivision", sub, f"use an ISO 3166-2 subdivision of {country}, e.g. NY for US-NY")]
-    return []
-
-
-def _parse_locale(value: Any, path: str) -> Tuple[Optional[Dict[str, str]], List[Problem]]:
-    """``US`` or ``US-NY`` (or a {Country, Subdivision} mapping) to an MTurk Locale."""
-    if isinstance(value, Mapping):
-        loc = {k: value[k] for k in value}
-    elif isinstance(value, str):
-        country, _, sub = value.strip().partition("-")
-        loc = {"Country": country}
-        if sub:
-            loc["Subdivision"] = sub
-    else:
-        return None, [Problem(path, value, "use a country code such as US or a subdivision such as US-NY")]
-    found = _locale_problems(loc, path)
-    if found and isinstance(value, str):
-        found = [Problem(path, value, "use an ISO 3166-1 alpha-2 country code (US, GB, IN) or an ISO 3166-2 subdivision (US-NY)")]
-    return (None if found else loc), found
-
-
 _SPEC_KEYS = {"comparator", "value", "actions_guarded"}
 
 
-def _preset(q: SystemQual, spec: Any, path: str, sandbox: bool, guarded: str) -> Tuple[Optional[Dict[str, Any]], List[Problem]]:
+def _preset(
+    q: SystemQual, spec: Any, path: str, sandbox: bool, guarded: str
+) -> Tuple[Optional[Dict[str, Any]], List[Problem]]:
     if spec is True or spec == {}:
         if q.kind == "masters":
             spec = {"comparator": "exists"}
@@ -215,32 +180,55 @@ def _preset(q: SystemQual, spec: Any, path: str, sandbox: bool, guarded: str) ->
     guarded = spec.get("actions_guarded") or guarded
     value = spec.get("value")
     if q.kind == "masters":
-        comparator, problems = cmp.normalize_comparator(spec.get("comparator", "exists"), f"{path}.comparator", (cmp.EXISTS,))
+        comparator, problems = cmp.normalize_comparator(
+            spec.get("comparator", "exists"), f"{path}.comparator", (cmp.EXISTS,)
+        )
         if problems:
-            return None, [Problem(f"{path}.comparator", spec.get("comparator"), "Masters only takes 'exists' (write `masters: true`)")]
+            return None, [
+                Problem(
+                    f"{path}.comparator", spec.get("comparator"), "Masters only takes 'exists' (write `masters: true`)"
+                )
+            ]
         if value is not None:
             return None, [Problem(f"{path}.value", value, "Masters takes no value (write `masters: true`)")]
         return {"QualificationTypeId": q.type_id(sandbox), "Comparator": cmp.EXISTS, "ActionsGuarded": guarded}, []
     if q.kind == "locale":
-        comparator, problems = cmp.normalize_comparator(spec.get("comparator", "in"), f"{path}.comparator", (cmp.EQUAL, cmp.NOT_EQUAL, cmp.IN, cmp.NOT_IN))
+        comparator, problems = cmp.normalize_comparator(
+            spec.get("comparator", "in"), f"{path}.comparator", (cmp.EQUAL, cmp.NOT_EQUAL, cmp.IN, cmp.NOT_IN)
+        )
         if problems:
             return None, problems
         values = value if isinstance(value, (list, tuple)) else [value]
         if comparator in (cmp.EQUAL, cmp.NOT_EQUAL) and len(values) != 1:
-            return None, [Problem(f"{path}.value", value, f"'{cmp.describe(comparator)}' takes exactly one locale; use 'in' for several")]
-        if not values or len(values) > _MAX_LOCALE_VALUES:
-            return None, [Problem(f"{path}.value", value, f"give 1 to {_MAX_LOCALE_VALUES} locales such as [US, GB, US-NY]")]
+            return None, [
+                Problem(
+                    f"{path}.value",
+                    value,
+                    f"'{cmp.describe(comparator)}' takes exactly one locale; use 'in' for several",
+                )
+            ]
+        if not values or len(values) > MAX_LOCALE_VALUES:
+            return None, [
+                Problem(f"{path}.value", value, f"give 1 to {MAX_LOCALE_VALUES} locales such as [US, GB, US-NY]")
+            ]
         locales, problems = [], []
         for i, v in enumerate(values):
-            loc, p = _parse_locale(v, f"{path}.value[{i}]" if isinstance(value, (list, tuple)) else f"{path}.value")
+            loc, p = parse_locale(v, f"{path}.value[{i}]" if isinstance(value, (list, tuple)) else f"{path}.value")
             problems += p
             if loc is not None:
                 locales.append(loc)
         if problems:
             return None, problems
-        return {"QualificationTypeId": LOCALE_ID, "Comparator": comparator, "LocaleValues": locales, "ActionsGuarded": guarded}, []
+        return {
+            "QualificationTypeId": LOCALE_ID,
+            "Comparator": comparator,
+            "LocaleValues": locales,
+            "ActionsGuarded": guarded,
+        }, []
     if q.kind == "adult":
-        comparator, problems = cmp.normalize_comparator(spec.get("comparator", "=="), f"{path}.comparator", (cmp.EQUAL, cmp.EXISTS))
+        comparator, problems = cmp.normalize_comparator(
+            spec.get("comparator", "=="), f"{path}.comparator", (cmp.EQUAL, cmp.EXISTS)
+        )
         if problems:
             return None, problems
         if comparator == cmp.EXISTS:
@@ -248,12 +236,19 @@ def _preset(q: SystemQual, spec: Any, path: str, sandbox: bool, guarded: str) ->
                 return None, [Problem(f"{path}.value", value, "'exists' takes no value")]
             return {"QualificationTypeId": q.type_id(sandbox), "Comparator": cmp.EXISTS, "ActionsGuarded": guarded}, []
         if value not in (0, 1) or isinstance(value, bool):
-            return None, [Problem(f"{path}.value", value, "adult content is 1 (worker agreed to see adult content) or 0")]
-        return {"QualificationTypeId": q.type_id(sandbox), "Comparator": cmp.EQUAL, "IntegerValues": [value], "ActionsGuarded": guarded}, []
+            return None, [
+                Problem(f"{path}.value", value, "adult content is 1 (worker agreed to see adult content) or 0")
+            ]
+        return {
+            "QualificationTypeId": q.type_id(sandbox),
+            "Comparator": cmp.EQUAL,
+            "IntegerValues": [value],
+            "ActionsGuarded": guarded,
+        }, []
     # percent / count
     allowed = cmp.VALUE_COMPARATORS
     comparator, problems = cmp.normalize_comparator(spec.get("comparator"), f"{path}.comparator", allowed)
-    if problems:
+    if problems or comparator is None:
         return None, problems
     checked, problems = cmp.check_value(comparator, value, f"{path}.value", max_list=_MAX_INTEGER_VALUES)
     if problems:
@@ -263,7 +258,12 @@ def _preset(q: SystemQual, spec: Any, path: str, sandbox: bool, guarded: str) ->
     bad = [v for v in values if v < low or (high is not None and v > high)]
     if bad:
         return None, [Problem(f"{path}.value", value, f"{q.title} is {unit}")]
-    return {"QualificationTypeId": q.type_id(sandbox), "Comparator": comparator, "IntegerValues": values, "ActionsGuarded": guarded}, []
+    return {
+        "QualificationTypeId": q.type_id(sandbox),
+        "Comparator": comparator,
+        "IntegerValues": values,
+        "ActionsGuarded": guarded,
+    }, []
 
 
 def _example(q: SystemQual) -> str:
@@ -287,7 +287,9 @@ def build_mturk_requirements(
     warnings: List[str] = []
     guarded = cfg.get("actions_guarded") or "DiscoverPreviewAndAccept"
     if guarded not in _enum("HITAccessActions"):
-        problems.append(Problem(f"{path}.actions_guarded", guarded, f"use one of {', '.join(_enum('HITAccessActions'))}"))
+        problems.append(
+            Problem(f"{path}.actions_guarded", guarded, f"use one of {', '.join(_enum('HITAccessActions'))}")
+        )
         guarded = "DiscoverPreviewAndAccept"
     system = cfg.get("system") or {}
     if not isinstance(system, Mapping):

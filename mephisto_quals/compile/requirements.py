@@ -125,7 +125,7 @@ def _value_requirements(cfg: Mapping[str, Any], path: str) -> Tuple[List[Require
         name_problems = check_name(name, f"{item_path}.qualification")
         comparator, comp_problems = cmp.normalize_comparator(item.get("comparator"), f"{item_path}.comparator")
         problems += name_problems + comp_problems
-        if name_problems or comparator is None:
+        if name_problems or comparator is None or not isinstance(name, str):
             continue
         value, value_problems = cmp.check_value(comparator, item.get("value"), f"{item_path}.value")
         problems += value_problems
