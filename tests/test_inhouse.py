@@ -13,7 +13,7 @@ import inspect
 import re
 import sqlite3
 import uuid
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 import pytest
 from mephisto.operations.registry import get_valid_provider_types
@@ -32,47 +32,11 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from mephisto_quals.admin import queries  # noqa: E402
 from mephisto_quals.cli.main import cli as root  # noqa: E402
-from mephisto_quals.devtools import mock_crowd  # noqa: E402
 from mephisto_quals.devtools.mock_crowd import Arrival, MockRun, free_port  # noqa: E402
 from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS  # noqa: E402
 
 NOT_QUALIFIED = WorkerFailureReasons.NOT_QUALIFIED
 REQUESTER = "inhouse"  # as `mephisto register inhouse name=inhouse` names it
-
-
-@pytest.fixture
-def received_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Mephisto 1.4+'s MockServer files every message in ``received_messages`` and has no
-    ``last_packet`` (notes §9.1): read Mephisto's answers from there. A minimal fix kept in this
-    module until devtools/mock_crowd.py is ported."""
-    original = getattr(mock_crowd, "_record_answers", None)
-    if original is None:
-        return
-
-    class Answers:
-        def __init__(self, server: Any) -> None:
-            self.server = server
-
-        def _find(self, request_id: str) -> Optional[Dict[str, Any]]:
-            for packet_type, message in list(self.server.received_messages):
-                data = message.get("data")
-                if packet_type == "agent_details" and isinstance(data, dict) and data.get("request_id") == request_id:
-                    return data
-            return None
-
-        def __contains__(self, request_id: object) -> bool:
-            return self._find(str(request_id)) is not None
-
-        def __getitem__(self, request_id: str) -> Dict[str, Any]:
-            found = self._find(request_id)
-            if found is None:
-                raise KeyError(request_id)
-            return found
-
-    def record(server: Any) -> Any:
-        return Answers(server) if "received_messages" in vars(server) else original(server)
-
-    monkeypatch.setattr(mock_crowd, "_record_answers", record)
 
 
 @pytest.fixture
@@ -102,7 +66,7 @@ Launch = Callable[..., MockRun]
 
 
 @pytest.fixture
-def launch(operator: Any, requester: str, received_answers: None) -> Launch:
+def launch(operator: Any, requester: str) -> Launch:
     """Launch a ``mock_quals`` run on the inhouse provider through the real Operator."""
 
     def _launch(quals: Dict[str, Any], task_name: str = "inhouse-task") -> MockRun:

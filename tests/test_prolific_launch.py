@@ -449,42 +449,8 @@ def test_explain_after_a_launch_reads_the_task_by_name(
 # --- review --apply --prolific -------------------------------------------------------------------
 
 
-@pytest.fixture
-def mock_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Mephisto 1.4+'s MockServer keeps answers in ``received_messages`` (notes §9.1): read them
-    there, until devtools/mock_crowd.py is ported (the same local fix as tests/test_inhouse.py)."""
-    from mephisto_quals.devtools import mock_crowd
-
-    original = getattr(mock_crowd, "_record_answers", None)
-    if original is None:
-        return
-
-    class Answers:
-        def __init__(self, server: Any) -> None:
-            self.server = server
-
-        def _find(self, request_id: str) -> Any:
-            for packet_type, message in list(self.server.received_messages):
-                data = message.get("data")
-                if packet_type == "agent_details" and isinstance(data, dict) and data.get("request_id") == request_id:
-                    return data
-            return None
-
-        def __contains__(self, request_id: object) -> bool:
-            return self._find(str(request_id)) is not None
-
-        def __getitem__(self, request_id: str) -> Any:
-            found = self._find(request_id)
-            if found is None:
-                raise KeyError(request_id)
-            return found
-
-    monkeypatch.setattr(mock_crowd, "_record_answers",
-                        lambda server: Answers(server) if "received_messages" in vars(server) else original(server))
-
-
 def test_review_apply_prolific_syncs_the_touched_qualifications_groups(
-    db: Any, launch: Any, mock_answers: None, prolific_env: StandIn, tmp_path: Path,  # noqa: F811
+    db: Any, launch: Any, prolific_env: StandIn, tmp_path: Path,  # noqa: F811
 ) -> None:
     """A rule that grants a blocklist qualification pushes it to its Prolific group after the commit:
     the group then holds the list's Prolific participants; untouched lists are left alone."""

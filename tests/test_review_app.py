@@ -22,7 +22,6 @@ from mephisto.data_model.agent import Agent
 
 from mephisto_quals.admin import grants, queries
 from mephisto_quals.admin.review import apply_review, plan_review
-from mephisto_quals.devtools import mock_crowd
 from mephisto_quals.store import Session
 from mephisto_quals.store.mephisto import RANDOM_ID_RANGE
 
@@ -178,47 +177,12 @@ def test_our_grants_write_the_row_new_worker_review_writes_and_the_app_lists_the
     assert app_holders(app, qid(db, "brief")) == {}
 
 
-@pytest.fixture
-def received_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Mephisto 1.4+'s MockServer files every message in ``received_messages`` and has no
-    ``last_packet`` (notes §9.1): read the mock workers' answers from there. A minimal fix kept
-    in this module until devtools/mock_crowd.py is ported; on 1.1.1 it changes nothing."""
-    original = getattr(mock_crowd, "_record_answers", None)
-    if original is None:
-        return
-
-    class Answers:
-        def __init__(self, server: Any) -> None:
-            self.server = server
-
-        def _find(self, request_id: str) -> Optional[Dict[str, Any]]:
-            for packet_type, message in list(self.server.received_messages):
-                data = message.get("data")
-                if packet_type == "agent_details" and isinstance(data, dict) and data.get("request_id") == request_id:
-                    return data
-            return None
-
-        def __contains__(self, request_id: object) -> bool:
-            return self._find(str(request_id)) is not None
-
-        def __getitem__(self, request_id: str) -> Dict[str, Any]:
-            found = self._find(request_id)
-            if found is None:
-                raise KeyError(request_id)
-            return found
-
-    def record(server: Any) -> Any:
-        return Answers(server) if "received_messages" in vars(server) else original(server)
-
-    monkeypatch.setattr(mock_crowd, "_record_answers", record)
-
-
 RULES = {"rules": [{"when": "approved", "grant": "trusted_annotators"},
                    {"when": "rejected", "grant": "spammers"},
                    {"when": "soft-rejected", "grant": "my_task_block"}]}
 
 
-def test_units_reviewed_in_the_app_become_grants_through_review_rules(db, app, received_answers, launch):
+def test_units_reviewed_in_the_app_become_grants_through_review_rules(db, app, launch):
     run = launch(task_name="labelling", num_assignments=3)
     units = {}
     for name in ("alice", "bob", "carol"):
