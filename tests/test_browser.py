@@ -497,7 +497,7 @@ def test_pilot_command_prints_working_links_and_stops_cleanly_on_ctrl_c(builds, 
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "PILOT_DATA": str(tmp_path / "pilot-data"), "PYTHONUNBUFFERED": "1",
-           pilot.CACHE_ENV: str(builds.router.parent), "COLUMNS": "200"}
+           pilot.CACHE_ENV: str(builds.frontend.parent), "COLUMNS": "200"}
     before = _site_packages_state()
     started = time.time()
     proc = subprocess.Popen(
