@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
@@ -31,6 +32,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 import mephisto_quals  # noqa: E402
 from mephisto_quals.devtools.mock_crowd import MockRun, free_port, speed_up_mephisto, stop_operator  # noqa: E402
+from mephisto_quals.integration import gate, retake  # noqa: E402
 from mephisto_quals.integration.blueprints import QUALS_BLUEPRINTS  # noqa: E402
 from mephisto_quals.store.mephisto import mephisto_connection  # noqa: E402
 
@@ -214,6 +216,28 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("filterwarnings", spec)
 
 
+class FakeClock:
+    """Real time plus an offset the test moves forward: no sleeping for expiry or retake delays."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
+    """The gate's clock, replaced for one test and restored after it."""
+    fake = FakeClock()
+    monkeypatch.setattr(gate, "clock", fake)
+    yield fake
+    retake.drain()
+
+
 def table_counts(db: LocalMephistoDB) -> Dict[str, int]:
     """Row counts of the tables a launch writes, to prove a refused launch wrote nothing."""
     with db.table_access_condition:
@@ -224,7 +248,7 @@ def table_counts(db: LocalMephistoDB) -> Dict[str, int]:
         }
 
 
-__all__: List[str] = ["worker", "grant", "mock_config", "table_counts", "cli_runner", "TEST_HOME", "NetworkBlocked", "mephisto_quals"]
+__all__: List[str] = ["FakeClock", "worker", "grant", "mock_config", "table_counts", "cli_runner", "TEST_HOME", "NetworkBlocked", "mephisto_quals"]
 
 
 # ------------------------------------------------------------------ browser set-up, only when selected

@@ -3,40 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Iterator
 
-import pytest
 from mephisto.operations.datatypes import WorkerFailureReasons
 
 from conftest import worker
 from mephisto_quals.admin import grants
 from mephisto_quals.admin.queries import history, holders
-from mephisto_quals.integration import gate, retake
+from mephisto_quals.integration import gate
 from mephisto_quals.integration.gate import check_worker, qualified
 
 NOT_QUALIFIED = WorkerFailureReasons.NOT_QUALIFIED
-
-
-class FakeClock:
-    """Real time plus an offset the test moves forward: no sleeping for expiry or retake delays."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
-    """The gate's clock, replaced for one test and restored after it."""
-    fake = FakeClock()
-    monkeypatch.setattr(gate, "clock", fake)
-    yield fake
-    retake.drain()
 
 
 def test_expired_block_stops_counting_at_the_gate_without_cleanup(db, launch, clock):

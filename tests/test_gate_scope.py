@@ -25,7 +25,7 @@ from mephisto.operations.hydra_config import MephistoConfig
 from mephisto.utils.qualifications import find_or_create_qualification, make_qualification_dict, worker_is_qualified
 from omegaconf import OmegaConf
 
-from conftest import worker
+from conftest import FakeClock, worker
 from mephisto_quals.admin import crowd, grants
 from mephisto_quals.admin.queries import history
 from mephisto_quals.devtools.mock_crowd import MockRun, free_port
@@ -36,28 +36,6 @@ NOT_QUALIFIED = WorkerFailureReasons.NOT_QUALIFIED
 #: Mephisto 1.1.1 raises IndexError for a value comparison on a qualification the worker lacks;
 #: the fix (3d131384) came with v1.2.0, as did the Prolific provider (a feature to detect it by).
 MEPHISTO_RAISES_WHEN_NOT_HELD = importlib.util.find_spec("mephisto.abstractions.providers.prolific") is None
-
-
-class FakeClock:
-    """Real time plus an offset the test moves forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
-    """The gate's clock, replaced for one test and restored after it."""
-    fake = FakeClock()
-    monkeypatch.setattr(gate, "clock", fake)
-    yield fake
-    retake.drain()
 
 
 # --- parity ---------------------------------------------------------------------------------------
