@@ -57,6 +57,9 @@ class Session:
         self.path = path
         self.readonly = readonly
         self._depth = 0
+        #: Seconds each write transaction of this session held SQLite's write lock (BEGIN IMMEDIATE
+        #: to COMMIT or ROLLBACK), oldest first: what a live run in another process may wait for.
+        self.write_holds: List[float] = []
 
     @classmethod
     def open(
@@ -124,6 +127,7 @@ class Session:
             self.conn.execute("BEGIN")
         else:
             self._begin_immediate()
+        started = time.perf_counter()
         self._depth = 1
         try:
             yield self.conn
@@ -133,9 +137,15 @@ class Session:
             # there is nothing to roll back, and the original error is the one to report.
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+            self._held(started)
             raise
         self._depth = 0
         self.conn.execute("ROLLBACK" if rollback or self.readonly else "COMMIT")
+        self._held(started)
+
+    def _held(self, started: float) -> None:
+        if not self.readonly:
+            self.write_holds.append(time.perf_counter() - started)
 
     def _begin_immediate(self) -> None:
         for attempt in range(50):
