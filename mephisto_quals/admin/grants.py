@@ -13,7 +13,7 @@ Each function opens its own session and transaction, or runs inside the caller's
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, TypeVar, Union
 
 from mephisto_quals.admin import crowd as crowd_sync
 from mephisto_quals.admin.reports import BulkReport, OutcomeCounts, WorkerOutcome
@@ -21,13 +21,13 @@ from mephisto_quals.compile.comparators import VALUE_MAX, VALUE_MIN
 from mephisto_quals.compile.durations import check_expiry, format_instant, parse_duration, parse_instant
 from mephisto_quals.compile.requirements import check_name, failed_name
 from mephisto_quals.errors import InputError, RowsRefused, UnknownQualificationError
-from mephisto_quals.store import Session, chunks, session_for
+from mephisto_quals.store import Session, session_for, staging
 from mephisto_quals.store import audit as audit_store
 from mephisto_quals.store import grants as grant_store
 from mephisto_quals.store import qualifications as qual_store
 from mephisto_quals.store import reviews as review_store
 from mephisto_quals.store.audit import Change, os_user
-from mephisto_quals.store.workers import parse_refs, resolve_workers
+from mephisto_quals.store.workers import parse_refs
 
 __all__ = [
     "WorkerOutcome",
@@ -47,6 +47,7 @@ __all__ = [
     "os_user",
 ]
 
+T = TypeVar("T")
 Progress = Optional[Callable[[int], None]]
 Workers = Iterable[Union[str, int]]
 
@@ -89,21 +90,12 @@ def _qualification_id(conn: Any, name: str, create: bool, description: Optional[
     return qual_store.qualification_id(conn, name, create, description)
 
 
-def _run(db: Any, session: Optional[Session], dry_run: bool, work: Callable[[Any], None],
-         report: Optional[BulkReport] = None, crowd: bool = False) -> None:
-    """Run ``work(conn)`` in one transaction (the caller's, if given); a dry run rolls back.
-
-    With ``crowd``, the committed changes then go to the workers' crowd providers
-    (admin.crowd), unless this ran inside a caller's transaction: that caller syncs
-    (``crowd.sync_report``) after its own commit.
-    """
-    inside = session is not None and session.in_transaction
-    if dry_run and inside:
+def _run(db: Any, session: Optional[Session], dry_run: bool, work: Callable[[Any], None]) -> None:
+    """Run ``work(conn)`` in one transaction (the caller's, if given); a dry run rolls back."""
+    if dry_run and session is not None and session.in_transaction:
         raise ValueError("dry_run inside a caller's transaction: roll the caller's transaction back instead")
     with session_for(db, session) as s, s.transaction(rollback=dry_run) as conn:
         work(conn)
-    if crowd and report is not None and not dry_run and not inside:
-        crowd_sync.sync_report(db, report)
 
 
 def _record(conn: Any, report: BulkReport, changes: List[Change], qual_ids: Dict[str, int]) -> None:
@@ -112,6 +104,101 @@ def _record(conn: Any, report: BulkReport, changes: List[Change], qual_ids: Dict
     audit_store.record(conn, changes)
     report.changes.extend(changes)
     review_store.record(conn, changes, qual_ids)
+
+
+def _parts(rows: Iterable[T], size: int = staging.RESOLVE_CHUNK) -> Iterator[List[T]]:
+    """Consecutive lists of up to ``size`` items of any iterable (a generator is read once)."""
+    part: List[T] = []
+    for row in rows:
+        part.append(row)
+        if len(part) >= size:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
+#: Why a worker that was not found cannot be granted or revoked, by how they were named (by id?).
+_NOT_FOUND = {True: "no Mephisto worker has this id", False: "Mephisto has never seen this worker"}
+
+
+class _Call(NamedTuple):
+    """What one staged bulk call does under the lock and how it reports each worker."""
+
+    #: (stage, connection, OS user): the writes, inside the transaction.
+    apply: Callable[[staging.Stage, Any, str], None]
+    #: (outcome, report, OS user): one found worker's outcome and changes onto the report.
+    report: Callable[[staging.Outcome, BulkReport, str], None]
+    #: A worker not found, named by id (True) or name: their outcome, or None when that is a refusal.
+    missing: Callable[[str, bool], Optional[WorkerOutcome]]
+    #: Outcomes read as a revoke's (a later row naming the same worker finds nothing left).
+    revoke: bool = False
+    #: (stage, report, OS user): anything else the report takes from the stage once applied.
+    finish: Callable[[staging.Stage, BulkReport, str], None] = lambda stage, report, user: None
+
+
+def _staged(
+    db: Any,
+    session: Optional[Session],
+    report: BulkReport,
+    rows: Iterable[staging.StagedRow],
+    refused: Dict[str, str],
+    call: _Call,
+    check: Callable[[Any], Any],
+    dry_run: bool,
+    progress: Progress,
+    crowd: bool,
+    all_or_nothing: bool = False,
+) -> BulkReport:
+    """Stage ``rows`` and look their workers up before the write lock; refuse what cannot be
+    done (everything, with ``all_or_nothing``); then ``call.apply`` in one transaction (the
+    caller's, if given; a dry run rolls back); then the outcomes, and the crowd side.
+
+    ``check(conn)`` raises for what makes the whole call impossible (an unknown qualification);
+    ``refused`` fills while ``rows`` is read (malformed worker names).
+    """
+    inside = session is not None and session.in_transaction
+    if dry_run and inside:
+        raise ValueError("dry_run inside a caller's transaction: roll the caller's transaction back instead")
+    user = os_user()
+    with session_for(db, session) as s:
+        check(s.conn)
+        stage = staging.Stage(s.conn)
+        try:
+            for part in _parts(rows):
+                stage.add(part)
+                if progress:
+                    progress(len(part))
+            stage.resolve()
+            failures = dict(refused)
+            failures.update((given, _NOT_FOUND[by_id]) for given, by_id in stage.missing()
+                            if call.missing(given, by_id) is None)
+            if all_or_nothing and failures:
+                raise RowsRefused(failures)
+            report.outcomes += [WorkerOutcome(w, "failed", error=why) for w, why in refused.items()]
+
+            def collect() -> None:
+                for o in stage.outcomes(call.revoke):
+                    if o.status == "missing":
+                        found = call.missing(o.given, o.by_id)
+                        report.outcomes.append(found or WorkerOutcome(o.given, "failed", error=_NOT_FOUND[o.by_id]))
+                    else:
+                        call.report(o, report, user)
+                call.finish(stage, report, user)
+
+            holds = len(s.write_holds)
+            with s.transaction(rollback=dry_run) as conn:
+                call.apply(stage, conn, user)
+                if dry_run or inside:  # TEMP rows roll back with the transaction: read them first
+                    collect()
+            if not (dry_run or inside):
+                collect()
+            report.lock_held = sum(s.write_holds[holds:])
+        finally:
+            stage.drop()
+    if crowd and not dry_run and not inside:
+        crowd_sync.sync_report(db, report)
+    return report
 
 
 class GrantRow(NamedTuple):
@@ -127,7 +214,7 @@ class GrantRow(NamedTuple):
 def grant_rows(
     db: Any,
     qualification: str,
-    rows: Sequence[GrantRow],
+    rows: Iterable[GrantRow],
     *,
     source: str = "api",
     create: bool = False,
@@ -147,81 +234,54 @@ def grant_rows(
 
     New grants are plain INSERTs and changed values UPDATEs in place, as Mephisto's
     ``_grant_qualification`` does. Workers named by provider worker name whom Mephisto has
-    never seen get a worker record, so the grant gates them when they arrive.
+    never seen get a worker record, so the grant gates them when they arrive. The rows are
+    staged and checked before the write lock is taken (:mod:`mephisto_quals.store.staging`),
+    so a live run in another process waits only for the short apply. ``rows`` may be a
+    generator: it is read once. A worker named twice (by id and by name) gets the last row.
     """
     now = time.time() if now is None else now
     report = BulkReport("grant", qualification, dry_run)
-    wanted: Dict[str, GrantRow] = {}
-    refs = []
-    for r in rows:
-        check_expiry(r.expires_at, f"expires_at for {r.worker}")
-        if r.expires_at is not None and r.expires_at <= now:
-            raise ValueError(f"expires_at for {r.worker}: {format_instant(r.expires_at)} is in the past")
-    for provider in dict.fromkeys(r.provider for r in rows):
-        group = [r for r in rows if r.provider == provider]
-        for r in group:
-            check_value(r.value, f"value for {r.worker}")
-        parsed, refused = parse_refs([r.worker for r in group], provider)
-        report.outcomes += [WorkerOutcome(w, "failed", error=why) for w, why in refused.items()]
-        for r in group:
-            wanted[str(r.worker).strip()] = r
-        refs += parsed
-    user = os_user()
+    refused: Dict[str, str] = {}
 
-    def work(conn: Any) -> None:
+    def staged() -> Iterator[staging.StagedRow]:
+        for part in _parts(rows):
+            for r in part:
+                check_expiry(r.expires_at, f"expires_at for {r.worker}")
+                if r.expires_at is not None and r.expires_at <= now:
+                    raise ValueError(f"expires_at for {r.worker}: {format_instant(r.expires_at)} is in the past")
+                check_value(r.value, f"value for {r.worker}")
+            for provider in dict.fromkeys(r.provider for r in part):
+                group = [r for r in part if r.provider == provider]
+                parsed, bad = parse_refs([r.worker for r in group], provider)
+                refused.update(bad)
+                wanted = {str(r.worker).strip(): r for r in group}
+                for ref in parsed:
+                    r = wanted[ref.given]
+                    yield staging.StagedRow(ref.given, ref.worker_id, ref.name, ref.provider, r.value, r.expires_at,
+                                            r.reason)
+
+    def apply(stage: staging.Stage, conn: Any, user: str) -> None:
         qual_id = _qualification_id(conn, qualification, create, description)
-        found, missing = resolve_workers(conn, refs, create=True)
-        report.outcomes.extend(WorkerOutcome(w, "failed", error=why) for w, why in missing.items())
-        failures = {o.worker: o.error or "failed" for o in report.outcomes if o.status == "failed"}
-        if all_or_nothing and failures:
-            raise RowsRefused(failures)  # rolls the transaction back: workers created above go too
-        targets = [(r.given, *found[r.given]) for r in refs if r.given in found]
-        held = grant_store.current(conn, qual_id, [wid for _, wid, _ in targets])
-        for part in chunks(targets):
-            inserts, updates, metas, stale, changes = [], [], [], [], []
-            fresh: Dict[int, GrantRow] = {}
-            for given, wid, wname in part:
-                row = wanted[given]
-                old = held.get(wid)
-                if old is None:
-                    status = "granted"
-                elif (old.value, old.expires_at, old.reason) == (row.value, row.expires_at, row.reason):
-                    status = "unchanged"
-                else:
-                    status = "updated"
-                report.outcomes.append(WorkerOutcome(given, status, wid, wname, old.value if old else None, row.value))
-                if status == "unchanged":
-                    continue
-                if old is None:
-                    inserts.append((wid, row.value))
-                    fresh[wid] = row
-                else:
-                    if old.value != row.value:
-                        updates.append((wid, row.value))
-                    if row.expires_at is not None or row.reason is not None:
-                        metas.append((old.row_id, wid, qual_id, row.expires_at, row.reason, now, old.created))
-                    elif old.expires_at is not None or old.reason is not None:
-                        stale.append(old.row_id)
-                # Two names for one worker in one call: the second sees the first.
-                held[wid] = grant_store.Held(row.value, row.expires_at, row.reason,
-                                             old.row_id if old else -1, old.created if old else None)
-                changes.append(Change(now, qualification, wid, wname, "grant", old.value if old else None, row.value,
-                                      row.expires_at, row.reason, source, user))
-            created = grant_store.insert(conn, qual_id, inserts)
-            grant_store.update_values(conn, qual_id, updates)
-            for wid, row in fresh.items():
-                row_id, made = created[wid]
-                held[wid] = held[wid]._replace(row_id=row_id, created=made)
-                if row.expires_at is not None or row.reason is not None:
-                    metas.append((row_id, wid, qual_id, row.expires_at, row.reason, now, made))
-            grant_store.drop_meta(conn, stale)
-            grant_store.write_meta(conn, metas)
-            _record(conn, report, changes, {qualification: qual_id})
-            if progress:
-                progress(len(part))
+        stage.create_workers()
+        stage.apply_grant(qual_id, qualification, now, source, user)
 
-    _run(db, session, dry_run, work, report, crowd)
-    return report
+    def outcome(o: staging.Outcome, into: BulkReport, user: str) -> None:
+        into.outcomes.append(WorkerOutcome(o.given, o.status, o.worker_id, o.worker_name, o.old_value, o.new_value))
+        if o.changed_from is not None and o.worker_id is not None:
+            into.changes.append(Change(now, qualification, o.worker_id, o.worker_name, "grant", o.changed_from[0],
+                                       o.new_value, o.expires_at, o.reason, source, user))
+
+    def check(conn: Any) -> None:
+        if not create:
+            _qualification_id(conn, qualification, create, description)
+
+    call = _Call(apply, outcome, lambda given, by_id: None if by_id else _created(given))
+    return _staged(db, session, report, staged(), refused, call, check, dry_run, progress, crowd, all_or_nothing)
+
+
+def _created(given: str) -> Optional[WorkerOutcome]:
+    """A grant creates the workers it names by provider name, so not finding one is no refusal."""
+    return WorkerOutcome(given, "failed", error=_NOT_FOUND[False])
 
 
 def set_values(
@@ -269,35 +329,29 @@ def _remove(
     now = time.time() if now is None else now
     refs, refused = parse_refs(workers, provider)
     report = BulkReport(action, names[0], dry_run)
-    report.outcomes += [WorkerOutcome(w, "failed", error=why) for w, why in refused.items()]
-    user = os_user()
+    qual_ids: Dict[str, int] = {}
 
-    def work(conn: Any) -> None:
-        qual_ids = qual_store.find_ids(conn, list(names))
+    def check(conn: Any) -> None:
+        qual_ids.update(qual_store.find_ids(conn, list(names)))
         if names[0] not in qual_ids:
             _qualification_id(conn, names[0], create=False)  # raises the clear error
-        found, missing = resolve_workers(conn, refs, create=False)
-        for given, why in missing.items():
-            status = "failed" if provider is None else "not held"
-            report.outcomes.append(WorkerOutcome(given, status, error=why if status == "failed" else None))
-        targets = [(r.given, *found[r.given]) for r in refs if r.given in found]
-        held = {name: grant_store.current(conn, qid, [wid for _, wid, _ in targets]) for name, qid in qual_ids.items()}
-        for part in chunks(targets):
-            deletes, changes = [], []
-            for given, wid, wname in part:
-                olds = {name: held[name][wid].value for name in qual_ids if wid in held[name]}
-                report.outcomes.append(WorkerOutcome(given, "revoked" if olds else "not held", wid, wname,
-                                                     olds.get(names[0]), None))
-                for name, old in olds.items():
-                    deletes.append((qual_ids[name], wid))
-                    changes.append(Change(now, name, wid, wname, action, old, None, None, reason, source, user))
-            grant_store.delete(conn, deletes)
-            _record(conn, report, changes, qual_ids)
-            if progress:
-                progress(len(part))
 
-    _run(db, session, dry_run, work, report, crowd)
-    return report
+    def apply(stage: staging.Stage, conn: Any, user: str) -> None:
+        qual_ids.clear()
+        qual_ids.update(qual_store.find_ids(conn, list(names)))
+        stage.apply_revoke([(n, qual_ids[n]) for n in names if n in qual_ids], action, now, source, user)
+
+    def outcome(o: staging.Outcome, into: BulkReport, user: str) -> None:
+        into.outcomes.append(WorkerOutcome(o.given, o.status, o.worker_id, o.worker_name, o.old_value, None))
+
+    def removed(stage: staging.Stage, into: BulkReport, user: str) -> None:
+        into.changes += [Change(now, name, wid, wname, action, old, None, None, reason, source, user)
+                         for name, wid, wname, old in stage.removed()]
+
+    rows = (staging.StagedRow(r.given, r.worker_id, r.name, r.provider, reason=reason) for r in refs)
+    call = _Call(apply, outcome, lambda given, by_id: None if by_id else WorkerOutcome(given, "not held"),
+                 True, removed)
+    return _staged(db, session, report, rows, refused, call, check, dry_run, progress, crowd)
 
 
 def revoke(

@@ -56,6 +56,8 @@ class BulkReport(OutcomeCounts):
     changes: List[Any] = field(default_factory=list, repr=False, compare=False)
     #: Provider calls that failed after the local change committed (admin.crowd).
     crowd_errors: List[str] = field(default_factory=list)
+    #: Seconds this call held SQLite's write lock (0 inside a caller's transaction: the caller's hold).
+    lock_held: float = field(default=0.0, compare=False)
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items())) or "no workers"

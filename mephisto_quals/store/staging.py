@@ -1,0 +1,417 @@
+"""Staged bulk writes: rows wait in a TEMP table, then one short transaction applies them.
+
+Bulk grants and revokes hold SQLite's write lock while a live Mephisto run in another process
+waits for it (Mephisto's connections give up after 5 s). So everything that does not need the
+lock happens before it: the rows go into a connection-private TEMP table (its own database
+file, so filling it locks nothing of Mephisto's), and workers are looked up there in short
+read statements. Under the lock, a handful of set-based statements read each worker's current
+grant, write Mephisto's rows, our expiry and audit, and the review app's rows, all in C. The
+rows and dates left are exactly those of the per-row statements Mephisto runs
+(``INSERT ... (qualification_id, worker_id, value)`` in the given order, ``UPDATE ... SET
+value`` in place, ``DELETE`` by pair); the transaction stays all-or-nothing, and the gate sees
+the old list or the new one.
+
+A stage lives on one connection until :meth:`Stage.drop`. TEMP rows written inside a
+transaction roll back with it, so a dry run reads its outcomes before the rollback.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+from mephisto_quals.store.grants import META_JOIN
+from mephisto_quals.store.mephisto import RANDOM_ID_RANGE, uses_random_ids
+from mephisto_quals.store.reviews import stamp
+from mephisto_quals.store.reviews import supported as reviews_supported
+
+__all__ = ["Stage", "StagedRow", "Outcome", "RESOLVE_CHUNK"]
+
+#: Rows per read statement while resolving workers outside the lock (each holds a read lock briefly).
+RESOLVE_CHUNK = 5_000
+_TABLE = "temp.mephisto_quals_stage"
+_BATCHES = "temp.mephisto_quals_stage_batches"
+_REMOVED = "temp.mephisto_quals_stage_removed"
+
+
+class StagedRow(NamedTuple):
+    """One worker of a bulk call: as given, by Mephisto id or by Mephisto worker name + provider,
+    with the grant wanted (value, expiry, reason; unused by revokes)."""
+
+    given: str
+    worker_id: Optional[int]
+    name: Optional[str]
+    provider: Optional[str]
+    value: Optional[int] = None
+    expires_at: Optional[float] = None
+    reason: Optional[str] = None
+
+
+class Outcome(NamedTuple):
+    """What one staged row came to: status granted/updated/unchanged/revoked/not held/missing."""
+
+    given: str
+    status: str
+    worker_id: Optional[int]
+    worker_name: Optional[str]
+    old_value: Optional[int]
+    new_value: Optional[int]
+    expires_at: Optional[float]
+    reason: Optional[str]
+    #: Named by Mephisto worker id (else by name).
+    by_id: bool
+    #: The last row naming this worker: the one whose grant was written.
+    last: bool
+    #: On the last row: the database's value before the call, if the call changed this worker's grant.
+    changed_from: Optional[Tuple[Optional[int]]] = None
+
+
+class Stage:
+    """A TEMP table of rows for one bulk call on one connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        conn.execute(f"DROP TABLE IF EXISTS {_TABLE}")
+        conn.execute(f"DROP TABLE IF EXISTS {_BATCHES}")
+        conn.execute(
+            f"""CREATE TABLE {_TABLE} (
+                seq INTEGER PRIMARY KEY, given TEXT NOT NULL, by_id INTEGER, name TEXT, provider TEXT,
+                pkey TEXT NOT NULL,
+                value INTEGER, expires_at REAL, reason TEXT,
+                worker_id INTEGER, worker_name TEXT, last INTEGER NOT NULL DEFAULT 1,
+                status TEXT, old_value INTEGER, shown_old INTEGER, old_expires REAL, old_reason TEXT,
+                row_id INTEGER, created TEXT,
+                new_worker_id INTEGER, review_id INTEGER, UNIQUE (given, pkey))"""
+        )
+        conn.execute("CREATE INDEX temp.mephisto_quals_stage_name ON mephisto_quals_stage (name)")
+        self.size = 0
+
+    def add(self, rows: Iterable[StagedRow]) -> int:
+        """Stage rows in the order given; returns how many were read."""
+        before = self.size
+        batch: List[Tuple[Any, ...]] = []
+        for r in rows:
+            self.size += 1
+            batch.append((self.size, r.given, r.worker_id, r.name, r.provider, r.provider or "", r.value, r.expires_at,
+                          r.reason))
+            if len(batch) >= RESOLVE_CHUNK:
+                self._insert(batch)
+                batch = []
+        if batch:
+            self._insert(batch)
+        return self.size - before
+
+    def _insert(self, batch: Sequence[Tuple[Any, ...]]) -> None:
+        # The same worker given twice: one row, in the first one's place, with the last one's grant.
+        self.conn.executemany(
+            f"""INSERT INTO {_TABLE} (seq, given, by_id, name, provider, pkey, value, expires_at, reason)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (given, pkey) DO UPDATE SET
+                    value = excluded.value, expires_at = excluded.expires_at, reason = excluded.reason""",
+            batch,
+        )
+
+    def resolve(self) -> None:
+        """Find the workers that exist (by id or by name), in short read statements.
+
+        Outside a transaction each statement holds a read lock only for its chunk of rows, so a
+        writer in another process waits milliseconds, not the length of the whole lookup.
+        """
+        for low in range(1, self.size + 1, RESOLVE_CHUNK):
+            span = (low, low + RESOLVE_CHUNK - 1)
+            self.conn.execute(
+                f"""UPDATE {_TABLE} SET (worker_id, worker_name) = (
+                        SELECT w.worker_id, w.worker_name FROM workers w WHERE w.worker_id = {_TABLE}.by_id)
+                    WHERE seq BETWEEN ? AND ? AND worker_id IS NULL AND by_id IS NOT NULL""",
+                span,
+            )
+            self.conn.execute(
+                f"""UPDATE {_TABLE} SET (worker_id, worker_name) = (
+                        SELECT w.worker_id, w.worker_name FROM workers w WHERE w.worker_name = {_TABLE}.name)
+                    WHERE seq BETWEEN ? AND ? AND worker_id IS NULL AND name IS NOT NULL""",
+                span,
+            )
+
+    def missing(self) -> List[Tuple[str, bool]]:
+        """(given, named by id) of rows whose worker was not found, in order."""
+        rows = self.conn.execute(f"SELECT given, by_id IS NOT NULL FROM {_TABLE} WHERE worker_id IS NULL ORDER BY seq")
+        return [(r[0], bool(r[1])) for r in rows]
+
+    def _repeats(self) -> bool:
+        """Whether two rows may name one worker (an id and a name, or two spellings of one name)."""
+        found = self.conn.execute(
+            f"""SELECT 1 FROM {_TABLE} WHERE name IS NOT NULL GROUP BY name HAVING count(*) > 1
+                UNION ALL SELECT 1 FROM {_TABLE} WHERE by_id IS NOT NULL LIMIT 1"""
+        ).fetchone()
+        if found is None:
+            return False
+        self.conn.execute("CREATE INDEX IF NOT EXISTS temp.mephisto_quals_stage_worker"
+                          " ON mephisto_quals_stage (worker_id)")
+        return self.conn.execute(
+            f"SELECT 1 FROM {_TABLE} WHERE worker_id IS NOT NULL GROUP BY worker_id HAVING count(*) > 1 LIMIT 1"
+        ).fetchone() is not None
+
+    def create_workers(self) -> None:
+        """Insert the named workers Mephisto has not seen, as Mephisto would (in the given order;
+        random 63-bit ids once Mephisto 1.4+ migrated the table), then resolve them. Inside the
+        caller's transaction, so they commit with the grant."""
+        if self.conn.execute(f"SELECT 1 FROM {_TABLE} WHERE worker_id IS NULL AND name IS NOT NULL").fetchone() is None:
+            return
+        fresh = f"""FROM {_TABLE} s WHERE s.worker_id IS NULL AND s.name IS NOT NULL
+                    AND s.seq = (SELECT min(t.seq) FROM {_TABLE} t WHERE t.name = s.name AND t.worker_id IS NULL)
+                    AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.worker_name = s.name)"""
+        if uses_random_ids(self.conn, "workers"):
+            low, high = RANDOM_ID_RANGE
+            rng = random.SystemRandom()
+            seqs = [r[0] for r in self.conn.execute(f"SELECT s.seq {fresh}")]
+            self.conn.executemany(
+                f"UPDATE {_TABLE} SET new_worker_id = ? WHERE seq = ?", [(rng.randint(low, high), q) for q in seqs]
+            )
+            try:
+                with _savepoint(self.conn):
+                    self.conn.execute(
+                        f"INSERT INTO workers (worker_id, worker_name, provider_type)"
+                        f" SELECT s.new_worker_id, s.name, s.provider {fresh} ORDER BY s.seq"
+                    )
+            except sqlite3.IntegrityError:  # a random id clashed (about 1 in 10^13): one by one, retried
+                for name, provider in self.conn.execute(f"SELECT s.name, s.provider {fresh} ORDER BY s.seq").fetchall():
+                    _insert_random_worker(self.conn, name, provider, rng)
+        else:
+            self.conn.execute(
+                f"INSERT INTO workers (worker_name, provider_type) SELECT s.name, s.provider {fresh} ORDER BY s.seq"
+            )
+        self.conn.execute(
+            f"""UPDATE {_TABLE} SET (worker_id, worker_name) = (
+                    SELECT w.worker_id, w.worker_name FROM workers w WHERE w.worker_name = {_TABLE}.name)
+                WHERE worker_id IS NULL AND name IS NOT NULL"""
+        )
+
+    def _mark_last(self) -> None:
+        """Several rows may name one worker (an id and a name): the last row wins, the others follow it."""
+        if not self._repeats():
+            return
+        self.conn.execute(
+            f"""UPDATE {_TABLE} SET last = (
+                    seq = (SELECT max(t.seq) FROM {_TABLE} t WHERE t.worker_id = {_TABLE}.worker_id))
+                WHERE worker_id IS NOT NULL"""
+        )
+
+    def apply_grant(self, qual_id: int, qualification: str, now: float, source: str, user: str) -> None:
+        """Grant the staged rows' values of one qualification, inside the caller's write transaction:
+        new rows inserted, changed values updated in place, expiry/reason kept beside them, every
+        change audited (and recorded for Mephisto 1.5.2's review app)."""
+        c = self.conn
+        self._mark_last()
+        # One pass: each worker's current grant (a row of NULLs where none) and what the call does to it.
+        c.execute(
+            f"""UPDATE {_TABLE} SET (old_value, old_expires, old_reason, row_id, created, status) = (
+                    SELECT g.value, m.expires_at, m.reason, g.granted_qualification_id, g.creation_date,
+                           CASE WHEN g.granted_qualification_id IS NULL THEN 'granted'
+                                WHEN g.value IS {_TABLE}.value AND m.expires_at IS {_TABLE}.expires_at
+                                     AND m.reason IS {_TABLE}.reason THEN 'unchanged'
+                                ELSE 'updated' END
+                    FROM (SELECT 1) LEFT JOIN granted_qualifications g
+                         ON g.qualification_id = ? AND g.worker_id = {_TABLE}.worker_id
+                    {META_JOIN})
+                WHERE worker_id IS NOT NULL AND last""",
+            (qual_id,),
+        )
+        c.execute(
+            f"""INSERT INTO granted_qualifications (qualification_id, worker_id, value)
+                SELECT ?, worker_id, value FROM {_TABLE} WHERE status = 'granted' ORDER BY seq""",
+            (qual_id,),
+        )
+        c.execute(
+            f"""UPDATE granted_qualifications AS g SET value = s.value FROM {_TABLE} AS s
+                WHERE s.status = 'updated' AND s.old_value IS NOT s.value
+                  AND g.qualification_id = ? AND g.worker_id = s.worker_id""",
+            (qual_id,),
+        )
+        with_meta = "(expires_at IS NOT NULL OR reason IS NOT NULL)"
+        c.execute(
+            f"""UPDATE {_TABLE} SET (row_id, created) = (
+                    SELECT g.granted_qualification_id, g.creation_date FROM granted_qualifications g
+                    WHERE g.qualification_id = ? AND g.worker_id = {_TABLE}.worker_id)
+                WHERE status = 'granted' AND {with_meta}""",
+            (qual_id,),
+        )
+        c.execute(
+            f"""DELETE FROM mephisto_quals_grant_meta WHERE granted_qualification_id IN (
+                    SELECT row_id FROM {_TABLE} WHERE status = 'updated' AND NOT {with_meta}
+                    AND (old_expires IS NOT NULL OR old_reason IS NOT NULL))"""
+        )
+        c.execute(
+            f"""INSERT OR REPLACE INTO mephisto_quals_grant_meta
+                (granted_qualification_id, worker_id, qualification_id, expires_at, reason, granted_at, grant_created)
+                SELECT row_id, worker_id, ?, expires_at, reason, ?, created FROM {_TABLE}
+                WHERE status IN ('granted', 'updated') AND {with_meta} ORDER BY seq""",
+            (qual_id, now),
+        )
+        changed = "s.status IN ('granted', 'updated')"
+        self._audit(changed, qualification, "grant", now, source, user, "s.value")
+        self._review(changed, "s.worker_id, NULL, ?, s.value, NULL, 'grant', s.reason", (qual_id,), now)
+
+    def apply_revoke(self, qual_ids: Sequence[Tuple[str, int]], action: str, now: float, source: str,
+                     user: str) -> None:
+        """Revoke each named qualification from the staged workers, inside the caller's write
+        transaction, audited (the staged rows carry the reason). A worker holding any of them is
+        revoked; the first one's old value is the one shown. Companions such as an onboarding's
+        "-failed" list go with the first."""
+        c = self.conn
+        self._mark_last()
+        c.execute(f"DROP TABLE IF EXISTS {_REMOVED}")
+        c.execute(f"CREATE TABLE {_REMOVED} (seq INTEGER, qualification TEXT, worker_id INTEGER, old_value INTEGER)")
+        c.execute(f"UPDATE {_TABLE} SET status = 'not held' WHERE worker_id IS NOT NULL AND last")
+        for position, (name, qid) in enumerate(qual_ids):
+            c.execute(
+                f"""UPDATE {_TABLE} SET (old_value, row_id) = (
+                        SELECT g.value, g.granted_qualification_id FROM granted_qualifications g
+                        WHERE g.qualification_id = ? AND g.worker_id = {_TABLE}.worker_id)
+                    WHERE worker_id IS NOT NULL AND last""",
+                (qid,),
+            )
+            held = "s.row_id IS NOT NULL AND s.last"
+            if position == 0:
+                c.execute(f"UPDATE {_TABLE} SET shown_old = old_value WHERE worker_id IS NOT NULL AND last")
+            c.execute(f"UPDATE {_TABLE} AS s SET status = 'revoked' WHERE {held}")
+            c.execute(f"INSERT INTO {_REMOVED} SELECT s.seq, ?, s.worker_id, s.old_value FROM {_TABLE} s WHERE {held}",
+                      (name,))
+            self._audit(held, name, action, now, source, user, "NULL")
+            self._review(held, "s.worker_id, NULL, NULL, NULL, ?, 'revoke', s.reason", (qid,), now)
+            pairs = f"SELECT s.worker_id FROM {_TABLE} s WHERE {held}"
+            c.execute(f"DELETE FROM granted_qualifications WHERE qualification_id = ? AND worker_id IN ({pairs})",
+                      (qid,))
+            c.execute(f"DELETE FROM mephisto_quals_grant_meta WHERE qualification_id = ? AND worker_id IN ({pairs})",
+                      (qid,))
+        c.execute(f"UPDATE {_TABLE} SET old_value = shown_old WHERE worker_id IS NOT NULL AND last")
+
+    def removed(self) -> List[Tuple[str, int, Optional[str], int]]:
+        """(qualification, worker_id, worker_name, old value) of every grant the last revoke removed."""
+        rows = self.conn.execute(
+            f"""SELECT r.qualification, r.worker_id, s.worker_name, r.old_value FROM {_REMOVED} r
+                JOIN {_TABLE} s ON s.seq = r.seq ORDER BY r.seq, r.rowid"""
+        )
+        return [(r[0], int(r[1]), r[2], r[3]) for r in rows]
+
+    def _audit(self, where: str, qualification: str, action: str, now: float, source: str, user: str,
+               new_value: str) -> None:
+        """One audit batch per distinct (expiry, reason) among the rows ``where`` selects, then one
+        change row per worker, in the given order."""
+        c = self.conn
+        key = "quote(s.expires_at) || ',' || quote(s.reason)"
+        c.execute(f"DROP TABLE IF EXISTS {_BATCHES}")
+        c.execute(f"CREATE TABLE {_BATCHES} (key TEXT PRIMARY KEY, batch_id INTEGER, first INTEGER)")
+        c.execute(f"INSERT INTO {_BATCHES} (key, first) SELECT {key}, min(s.seq) FROM {_TABLE} s WHERE {where}"
+                  " GROUP BY 1")
+        groups = c.execute(
+            f"""SELECT b.key, s.expires_at, s.reason FROM {_BATCHES} b JOIN {_TABLE} s ON s.seq = b.first
+                ORDER BY b.first"""
+        ).fetchall()
+        for group_key, expires_at, reason in groups:
+            batch_id = c.execute(
+                """INSERT INTO mephisto_quals_audit_batch
+                   (at, qualification, action, expires_at, reason, source, os_user) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (now, qualification, action, expires_at, reason, source, user),
+            ).lastrowid
+            c.execute(f"UPDATE {_BATCHES} SET batch_id = ? WHERE key = ?", (batch_id, group_key))
+        c.execute(
+            f"""INSERT INTO mephisto_quals_audit_change (batch_id, worker_id, old_value, new_value, worker_name)
+                SELECT b.batch_id, s.worker_id, s.old_value, {new_value}, s.worker_name
+                FROM {_TABLE} s JOIN {_BATCHES} b ON b.key = {key} WHERE {where} ORDER BY s.seq"""
+        )
+
+    def _review(self, where: str, columns: str, args: Tuple[Any, ...], now: float) -> None:
+        """Mephisto 1.5.2's ``worker_review`` rows for the changes, as ``new_worker_review`` writes them."""
+        c = self.conn
+        if not reviews_supported(c):
+            return
+        low, high = RANDOM_ID_RANGE
+        rng = random.SystemRandom()
+        seqs = [r[0] for r in c.execute(f"SELECT s.seq FROM {_TABLE} s WHERE {where}")]
+        c.executemany(f"UPDATE {_TABLE} SET review_id = ? WHERE seq = ?", [(rng.randint(low, high), q) for q in seqs])
+        sql = f"""INSERT INTO worker_review (id, worker_id, unit_id, updated_qualification_id,
+                      updated_qualification_value, revoked_qualification_id, status, review_note, task_id, bonus,
+                      creation_date)
+                  SELECT s.review_id, {columns}, NULL, NULL, ? FROM {_TABLE} s WHERE {where} ORDER BY s.seq"""
+        for _ in range(20):  # Mephisto retries a clashing random id, so do we
+            try:
+                with _savepoint(c):
+                    c.execute(sql, (*args, stamp(now)))
+                return
+            except sqlite3.IntegrityError as e:
+                if "UNIQUE" not in str(e).upper():
+                    raise
+                c.executemany(f"UPDATE {_TABLE} SET review_id = ? WHERE seq = ?",
+                              [(rng.randint(low, high), q) for q in seqs])
+        raise sqlite3.IntegrityError("worker_review: no free random id after 20 tries")
+
+    def outcomes(self, revoke: bool = False) -> Iterator[Outcome]:
+        """Every staged row's outcome, in order. A worker named by several rows (an id and a name)
+        reads as if the rows ran one after another: the first against the database, each later
+        one against the row before (for a revoke: already revoked)."""
+        rows = self.conn.execute(
+            f"""SELECT s.given, s.worker_id, s.worker_name, s.value, s.expires_at, s.reason, s.by_id IS NOT NULL,
+                       s.last, l.status, l.old_value, l.old_expires, l.old_reason, l.row_id IS NOT NULL
+                FROM {_TABLE} s LEFT JOIN {_TABLE} l ON l.seq = (CASE WHEN s.last OR s.worker_id IS NULL THEN s.seq
+                    ELSE (SELECT max(t.seq) FROM {_TABLE} t WHERE t.worker_id = s.worker_id) END)
+                ORDER BY s.seq"""
+        )
+        earlier: Dict[int, Tuple[Any, ...]] = {}  # workers with more rows to come: the grant so far
+        for given, wid, wname, value, expires, reason, by_id, last, status, old, old_exp, old_reason, held in rows:
+            own = (value, expires, reason)
+            if wid is None:
+                yield Outcome(given, "missing", None, None, None, value, expires, reason, bool(by_id), True)
+                continue
+            wid = int(wid)
+            changed = (old,) if last and status in ("granted", "updated", "revoked") else None
+            if wid not in earlier:
+                if not last:  # the first of several rows: its own grant against the database
+                    earlier[wid] = own if not revoke else ()
+                    if not revoke:
+                        same = (old, old_exp, old_reason) == own
+                        status = "granted" if not held else "unchanged" if same else "updated"
+                yield Outcome(given, status, wid, wname, old, value, expires, reason, bool(by_id), bool(last), changed)
+                continue
+            before = earlier.pop(wid) if last else earlier[wid]
+            if revoke:
+                status, old = "not held", None
+            else:
+                status = "unchanged" if before == own else "updated"
+                old = before[0]
+                if not last:
+                    earlier[wid] = own
+            yield Outcome(given, status, wid, wname, old, value, expires, reason, bool(by_id), bool(last), changed)
+
+    def drop(self) -> None:
+        for table in (_TABLE, _BATCHES, _REMOVED):
+            self.conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+class _savepoint:
+    """A SAVEPOINT around one statement, so a failed statement can be retried inside a transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("SAVEPOINT mephisto_quals_stage")
+
+    def __exit__(self, kind: Any, *exc: Any) -> None:
+        if kind is None:
+            self.conn.execute("RELEASE mephisto_quals_stage")
+        else:
+            self.conn.execute("ROLLBACK TO mephisto_quals_stage")
+            self.conn.execute("RELEASE mephisto_quals_stage")
+
+
+def _insert_random_worker(conn: sqlite3.Connection, name: str, provider: str, rng: random.Random) -> None:
+    for _ in range(20):
+        try:
+            conn.execute("INSERT INTO workers (worker_id, worker_name, provider_type) VALUES (?, ?, ?)",
+                         (rng.randint(*RANDOM_ID_RANGE), name, provider))
+            return
+        except sqlite3.IntegrityError as e:
+            if "worker_id" not in str(e) and "PRIMARY" not in str(e).upper():
+                raise
+    raise sqlite3.IntegrityError("workers: no free random id after 20 tries")
