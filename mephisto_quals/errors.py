@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 __all__ = [
     "QualsError",
@@ -123,7 +123,9 @@ class RowsRefused(InputError):
     ``failures`` maps each such worker, as given, to why.
     """
 
-    def __init__(self, failures: Dict[str, str]):
+    def __init__(self, failures: Dict[str, str], lines: Optional[Dict[str, int]] = None):
         self.failures = dict(failures)
-        lines = "\n".join(f"  {w}: {why}" for w, why in self.failures.items())
-        super().__init__(f"{len(self.failures)} worker(s) could not be granted; nothing was written:\n{lines}")
+        #: Where each refused worker was given (a CSV line), when known.
+        self.lines = dict(lines or {})
+        listed = "\n".join(f"  {w}: {why}" for w, why in self.failures.items())
+        super().__init__(f"{len(self.failures)} worker(s) could not be granted; nothing was written:\n{listed}")

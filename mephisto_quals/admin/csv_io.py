@@ -18,7 +18,10 @@ from mephisto_quals.compile.durations import check_expiry, parse_instant
 from mephisto_quals.errors import InputError
 from mephisto_quals.store.workers import KNOWN_PROVIDERS, SANDBOX_PROVIDERS, mephisto_worker_name, parse_refs
 
-__all__ = ["CSV_COLUMNS", "CsvRow", "read_grant_csv", "provider_name", "write_holders"]
+__all__ = [
+    "CSV_COLUMNS", "CsvRow", "GrantCsv", "iter_grant_csv", "read_grant_csv", "provider_name", "write_holders",
+    "SHOWN_PROBLEMS",
+]
 
 #: The columns a grant CSV may have, in the order export writes them.
 CSV_COLUMNS = ("worker", "worker_id", "provider", "value", "expires_at", "reason")
@@ -135,6 +138,78 @@ def _cells(reader: Any, name: str) -> Iterator[List[str]]:
             raise InputError(f"{name}: line {reader.line_num}: not a readable CSV line ({e})") from None
 
 
+#: At most this many bad lines are listed in the error (the count is always exact).
+SHOWN_PROBLEMS = 200
+
+
+class GrantCsv:
+    """A grant CSV read line by line: iterating yields each good row (memory stays flat in the
+    file's size) and keeps what is wrong with the bad ones; :meth:`refuse` then raises one
+    InputError for the whole file. A consumer that writes nothing until the end
+    (``grants.grant_rows`` with ``all_or_nothing`` and ``precheck``) imports nothing from a bad file.
+
+    Repeats of a worker are left to the consumer (the grants stage keeps the last, and ``import``
+    refuses a repeat that differs); :func:`read_grant_csv` sorts them out itself.
+    """
+
+    def __init__(self, handle: Iterable[str], provider: Optional[str], reason: Optional[str], now: float,
+                 name: Optional[str] = None) -> None:
+        self.handle, self.provider, self.reason, self.now = handle, provider, reason, now
+        self.name = name or str(getattr(handle, "name", "the CSV"))
+        self.problems: List[Tuple[int, str]] = []
+        self.bad_lines = 0
+        self.good = 0
+
+    def __iter__(self) -> Iterator[CsvRow]:
+        reader = csv.reader(self.handle)
+        cells_of = _cells(reader, self.name)
+        try:
+            header = _header(cells_of, reader)
+        except InputError as e:
+            raise e if str(e).startswith(f"{self.name}: ") else InputError(f"{self.name}: {e}") from None
+        for cells in cells_of:
+            line = reader.line_num
+            if not any(c.strip() for c in cells):
+                continue
+            bad: List[str] = []
+            row = None
+            if len(cells) > len(header):
+                bad.append(f"{len(cells)} fields but the header has {len(header)}")
+            else:
+                cell = {col: (cells[i].strip() if i < len(cells) else "") for i, col in enumerate(header)}
+                row = _row(cell, line, self.provider, self.reason, self.now, bad)
+            if bad:
+                self.add_problem(line, "; ".join(bad))
+            elif row is not None:
+                self.good += 1
+                yield row
+
+    def add_problem(self, line: int, why: str) -> None:
+        self.bad_lines += 1
+        if len(self.problems) < SHOWN_PROBLEMS:
+            self.problems.append((line, why))
+
+    def refuse(self) -> None:
+        """Raise InputError listing the bad lines (the first SHOWN_PROBLEMS, in line order) if
+        there are any, or if the file had no rows; else nothing."""
+        if self.bad_lines:
+            shown = sorted(self.problems)
+            more = f"\n  ... and {self.bad_lines - len(shown)} more" if self.bad_lines > len(shown) else ""
+            raise InputError(f"{self.name}: {self.bad_lines} bad line(s); nothing was imported:\n"
+                             + "\n".join(f"  line {n}: {why}" for n, why in shown) + more)
+        if not self.good:
+            raise InputError(f"{self.name}: the CSV has a header but no rows")
+
+
+def iter_grant_csv(
+    handle: Iterable[str], provider: Optional[str], reason: Optional[str], now: float, name: Optional[str] = None
+) -> Iterator[CsvRow]:
+    """The good rows of a grant CSV, one by one; after the last, InputError if any line was bad."""
+    rows = GrantCsv(handle, provider, reason, now, name)
+    yield from rows
+    rows.refuse()
+
+
 def read_grant_csv(
     handle: Iterable[str], provider: Optional[str], reason: Optional[str], now: float, name: Optional[str] = None
 ) -> List[CsvRow]:
@@ -142,53 +217,24 @@ def read_grant_csv(
 
     ``provider`` applies to rows without a provider cell, ``reason`` to rows with an empty
     reason. An exact repeat of a worker's row is dropped; a different one is an error.
-    ``name`` (default: the handle's) names the file in messages.
+    ``name`` (default: the handle's) names the file in messages. (For files too big to hold,
+    :class:`GrantCsv`.)
     """
-    name = name or str(getattr(handle, "name", "the CSV"))
-    reader = csv.reader(handle)
-    cells_of = _cells(reader, name)
-    try:
-        header = _header(cells_of, reader)
-    except InputError as e:
-        raise e if str(e).startswith(f"{name}: ") else InputError(f"{name}: {e}") from None
-    problems: List[str] = []
+    checked = GrantCsv(handle, provider, reason, now, name)
     rows: List[CsvRow] = []
     seen: Dict[Tuple[Optional[str], str], CsvRow] = {}
-    for cells in cells_of:
-        line = reader.line_num
-        if not any(c.strip() for c in cells):
-            continue
-        if len(cells) > len(header):
-            problems.append(f"line {line}: {len(cells)} fields but the header has {len(header)}")
-            continue
-        cell = {name: (cells[i].strip() if i < len(cells) else "") for i, name in enumerate(header)}
-        bad: List[str] = []
-        row = _row(cell, line, provider, reason, now, bad)
-        if row.worker and not bad:
-            key = (
-                row.provider,
-                mephisto_worker_name(row.worker, row.provider) if row.provider else str(int(row.worker)),
-            )
-            first = seen.get(key)
-            if first is not None:
-                if (first.value, first.expires_at, first.reason) != (row.value, row.expires_at, row.reason):
-                    bad.append(
-                        f"worker {row.worker!r} is also on line {first.line} with a different value, expiry or reason"
-                    )
-                else:
-                    continue  # an exact repeat: harmless
-            else:
-                seen[key] = row
-        if bad:
-            problems.append(f"line {line}: {'; '.join(bad)}")
-        else:
-            rows.append(row)
-    if problems:
-        raise InputError(
-            f"{name}: {len(problems)} bad line(s); nothing was imported:\n" + "\n".join(f"  {p}" for p in problems)
+    for row in checked:
+        key = (
+            row.provider,
+            mephisto_worker_name(row.worker, row.provider) if row.provider else str(int(row.worker)),
         )
-    if not rows:
-        raise InputError(f"{name}: the CSV has a header but no rows")
+        first = seen.setdefault(key, row)
+        if first is row:
+            rows.append(row)
+        elif (first.value, first.expires_at, first.reason) != (row.value, row.expires_at, row.reason):
+            checked.add_problem(row.line, f"worker {row.worker!r} is also on line {first.line} with a different "
+                                          "value, expiry or reason")
+    checked.refuse()
     return rows
 
 

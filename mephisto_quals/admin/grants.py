@@ -118,6 +118,11 @@ def _parts(rows: Iterable[T], size: int = staging.RESOLVE_CHUNK) -> Iterator[Lis
         yield part
 
 
+#: Refusals listed one by one at most (the count is always given).
+_SHOWN_REFUSALS = 200
+#: Providers with no crowd side to tell about a grant (admin.crowd does nothing for them).
+_NO_CROWD = ("mock", "inhouse")
+
 #: Why a worker that was not found cannot be granted or revoked, by how they were named (by id?).
 _NOT_FOUND = {True: "no Mephisto worker has this id", False: "Mephisto has never seen this worker"}
 
@@ -149,6 +154,8 @@ def _staged(
     progress: Progress,
     crowd: bool,
     all_or_nothing: bool = False,
+    keep_outcomes: bool = True,
+    precheck: Optional[Callable[[Dict[str, str], Dict[str, int]], None]] = None,
 ) -> BulkReport:
     """Stage ``rows`` and look their workers up before the write lock; refuse what cannot be
     done (everything, with ``all_or_nothing``); then ``call.apply`` in one transaction (the
@@ -171,10 +178,22 @@ def _staged(
                     progress(len(part))
             stage.resolve()
             failures = dict(refused)
-            failures.update((given, _NOT_FOUND[by_id]) for given, by_id in stage.missing()
-                            if call.missing(given, by_id) is None)
-            if all_or_nothing and failures:
-                raise RowsRefused(failures)
+            lines: Dict[str, int] = {}
+            for given, by_id, line in stage.missing():
+                if call.missing(given, by_id) is None:
+                    failures[given] = _NOT_FOUND[by_id]
+                    if line is not None:
+                        lines[given] = line
+            if all_or_nothing:
+                _, repeats = stage.conflicts(_SHOWN_REFUSALS)
+                for given, first, line in repeats:
+                    failures[given] = f"is also on line {first} with a different value, expiry or reason"
+                    if line is not None:
+                        lines[given] = line
+                if precheck is not None:
+                    precheck(failures, lines)
+                if failures:
+                    raise RowsRefused(failures, lines)
             report.outcomes += [WorkerOutcome(w, "failed", error=why) for w, why in refused.items()]
 
             def collect() -> None:
@@ -184,6 +203,8 @@ def _staged(
                         report.outcomes.append(found or WorkerOutcome(o.given, "failed", error=_NOT_FOUND[o.by_id]))
                     else:
                         call.report(o, report, user)
+                    if not keep_outcomes and report.outcomes and report.outcomes[-1].ok:
+                        report.tally[report.outcomes.pop().status] += 1
                 call.finish(stage, report, user)
 
             holds = len(s.write_holds)
@@ -214,7 +235,7 @@ class GrantRow(NamedTuple):
 def grant_rows(
     db: Any,
     qualification: str,
-    rows: Iterable[GrantRow],
+    rows: Iterable[Any],
     *,
     source: str = "api",
     create: bool = False,
@@ -225,6 +246,8 @@ def grant_rows(
     session: Optional[Session] = None,
     crowd: bool = True,
     all_or_nothing: bool = False,
+    keep_outcomes: bool = True,
+    precheck: Optional[Callable[[Dict[str, str], Dict[str, int]], None]] = None,
 ) -> BulkReport:
     """Grant one qualification with its own value, provider, expiry and reason per worker,
     all in one transaction (what ``import`` of a CSV needs).
@@ -237,7 +260,13 @@ def grant_rows(
     never seen get a worker record, so the grant gates them when they arrive. The rows are
     staged and checked before the write lock is taken (:mod:`mephisto_quals.store.staging`),
     so a live run in another process waits only for the short apply. ``rows`` may be a
-    generator: it is read once. A worker named twice (by id and by name) gets the last row.
+    generator: it is read once. A worker named twice (by id and by name) gets the last row;
+    with ``all_or_nothing``, a worker given twice with different grants is refused.
+    ``keep_outcomes=False`` keeps only the failures on the report (and counts the rest in
+    ``report.tally``), and the changes only of workers a crowd provider is told about, so
+    memory stays flat however many rows stream in. ``precheck(refusals, lines)``, with
+    ``all_or_nothing``, runs once every row is staged and before anything is written: it may
+    raise (a CSV reader reports its bad lines there together with the refused workers).
     """
     now = time.time() if now is None else now
     report = BulkReport("grant", qualification, dry_run)
@@ -254,11 +283,12 @@ def grant_rows(
                 group = [r for r in part if r.provider == provider]
                 parsed, bad = parse_refs([r.worker for r in group], provider)
                 refused.update(bad)
-                wanted = {str(r.worker).strip(): r for r in group}
-                for ref in parsed:
-                    r = wanted[ref.given]
-                    yield staging.StagedRow(ref.given, ref.worker_id, ref.name, ref.provider, r.value, r.expires_at,
-                                            r.reason)
+                ref_of = {ref.given: ref for ref in parsed}
+                for r in group:  # each row staged: the stage tells repeats that differ
+                    ref = ref_of.get(str(r.worker).strip() if r.worker is not None else "")
+                    if ref is not None:
+                        yield staging.StagedRow(ref.given, ref.worker_id, ref.name, ref.provider, r.value,
+                                                r.expires_at, r.reason, getattr(r, "line", None))
 
     def apply(stage: staging.Stage, conn: Any, user: str) -> None:
         qual_id = _qualification_id(conn, qualification, create, description)
@@ -267,7 +297,8 @@ def grant_rows(
 
     def outcome(o: staging.Outcome, into: BulkReport, user: str) -> None:
         into.outcomes.append(WorkerOutcome(o.given, o.status, o.worker_id, o.worker_name, o.old_value, o.new_value))
-        if o.changed_from is not None and o.worker_id is not None:
+        told = keep_outcomes or o.provider not in _NO_CROWD
+        if o.changed_from is not None and o.worker_id is not None and told:
             into.changes.append(Change(now, qualification, o.worker_id, o.worker_name, "grant", o.changed_from[0],
                                        o.new_value, o.expires_at, o.reason, source, user))
 
@@ -276,7 +307,8 @@ def grant_rows(
             _qualification_id(conn, qualification, create, description)
 
     call = _Call(apply, outcome, lambda given, by_id: None if by_id else _created(given))
-    return _staged(db, session, report, staged(), refused, call, check, dry_run, progress, crowd, all_or_nothing)
+    return _staged(db, session, report, staged(), refused, call, check, dry_run, progress, crowd, all_or_nothing,
+                   keep_outcomes, precheck)
 
 
 def _created(given: str) -> Optional[WorkerOutcome]:

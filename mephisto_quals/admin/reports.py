@@ -41,7 +41,8 @@ class OutcomeCounts:
         return not self.failed
 
     def counts(self) -> Dict[str, int]:
-        return dict(Counter(o.status for o in self.outcomes))
+        tally: Counter = Counter(getattr(self, "tally", None) or {})
+        return dict(Counter(o.status for o in self.outcomes) + tally)
 
 
 @dataclass
@@ -56,6 +57,8 @@ class BulkReport(OutcomeCounts):
     changes: List[Any] = field(default_factory=list, repr=False, compare=False)
     #: Provider calls that failed after the local change committed (admin.crowd).
     crowd_errors: List[str] = field(default_factory=list)
+    #: Outcomes counted but not kept (a streamed import keeps only its failures).
+    tally: Counter = field(default_factory=Counter, compare=False, repr=False)
     #: Seconds this call held SQLite's write lock (0 inside a caller's transaction: the caller's hold).
     lock_held: float = field(default=0.0, compare=False)
 

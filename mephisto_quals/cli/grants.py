@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import rich_click as click
 
@@ -366,27 +366,46 @@ def import_csv(
       mephisto-quals import trusted trusted.csv --db other.db --create
     """
     from mephisto_quals.admin import grants
-    from mephisto_quals.admin.csv_io import read_grant_csv
+    from mephisto_quals.admin.csv_io import GrantCsv, read_grant_csv
 
     now = time.time()
-    rows = read_grant_csv(csv_file, provider or ("prolific" if prolific else None), reason, now)
-    line_of = {r.worker: r.line for r in rows}
     path = resolve_db(db)
-    grant_rows = [grants.GrantRow(r.worker, r.value, r.provider, r.expires_at, r.reason) for r in rows]
     if prolific:
+        rows = read_grant_csv(csv_file, provider or "prolific", reason, now)
+        grant_rows = [grants.GrantRow(r.worker, r.value, r.provider, r.expires_at, r.reason) for r in rows]
         finish(print_report(import_to_prolific(path, qualification, grant_rows, workspace, prolific_requester, live,
                                                yes, create, dry_run, now), verbose))
         return
-    try:
-        with Progress(len(rows), progress, f"import {qualification}") as bar:  # one transaction: all or nothing
-            report = grants.grant_rows(path, qualification, grant_rows, source=SOURCE, create=create,
-                                       description=description, dry_run=dry_run, progress=bar, now=now,
-                                       all_or_nothing=True)
-    except grants.RowsRefused as e:
-        bad = sorted((line_of.get(w, 0), w, why) for w, why in e.failures.items())
-        raise InputError(f"{csv_file.name}: {len(bad)} bad line(s); nothing was imported:\n"
-                         + "\n".join(f"  line {n}: worker {w!r}: {why}" for n, w, why in bad)) from None
+    # The file streams through the check into the grants stage: memory stays flat in its size, and
+    # nothing is written unless every line is good (one transaction: all or nothing).
+    streamed = GrantCsv(csv_file, provider, reason, now)
+
+    def precheck(refused: Dict[str, str], lines: Dict[str, int]) -> None:
+        for worker_given, why in refused.items():
+            joint = "" if why.startswith("is ") else ":"
+            streamed.add_problem(lines.get(worker_given, 0), f"worker {worker_given!r}{joint} {why}")
+        streamed.refuse()
+
+    with Progress(_data_lines(csv_file), progress, f"import {qualification}") as bar:
+        report = grants.grant_rows(path, qualification, streamed, source=SOURCE, create=create,
+                                   description=description, dry_run=dry_run, progress=bar, now=now,
+                                   all_or_nothing=True, keep_outcomes=verbose or dry_run, precheck=precheck)
     finish(print_report(report, verbose))
+
+
+def _data_lines(handle: Any) -> int:
+    """Lines after the header, for the progress bar (0, no bar, when the file cannot be re-read;
+    a file that is not text is left for the CSV reader to report)."""
+    try:
+        start = handle.tell()
+    except (OSError, ValueError):
+        return 0
+    try:
+        return max(sum(1 for _ in handle) - 1, 0)
+    except ValueError:  # undecodable bytes
+        return 0
+    finally:
+        handle.seek(start)
 
 
 #: In the order the root group lists them.

@@ -46,6 +46,8 @@ class StagedRow(NamedTuple):
     value: Optional[int] = None
     expires_at: Optional[float] = None
     reason: Optional[str] = None
+    #: Where the row came from (a CSV line), for messages.
+    line: Optional[int] = None
 
 
 class Outcome(NamedTuple):
@@ -65,6 +67,7 @@ class Outcome(NamedTuple):
     last: bool
     #: On the last row: the database's value before the call, if the call changed this worker's grant.
     changed_from: Optional[Tuple[Optional[int]]] = None
+    provider: Optional[str] = None
 
 
 class Stage:
@@ -82,7 +85,8 @@ class Stage:
                 worker_id INTEGER, worker_name TEXT, last INTEGER NOT NULL DEFAULT 1,
                 status TEXT, old_value INTEGER, shown_old INTEGER, old_expires REAL, old_reason TEXT,
                 row_id INTEGER, created TEXT,
-                new_worker_id INTEGER, review_id INTEGER, UNIQUE (given, pkey))"""
+                new_worker_id INTEGER, review_id INTEGER, line INTEGER, conflict INTEGER,
+                UNIQUE (given, pkey))"""
         )
         conn.execute("CREATE INDEX temp.mephisto_quals_stage_name ON mephisto_quals_stage (name)")
         self.size = 0
@@ -94,7 +98,7 @@ class Stage:
         for r in rows:
             self.size += 1
             batch.append((self.size, r.given, r.worker_id, r.name, r.provider, r.provider or "", r.value, r.expires_at,
-                          r.reason))
+                          r.reason, r.line))
             if len(batch) >= RESOLVE_CHUNK:
                 self._insert(batch)
                 batch = []
@@ -103,14 +107,26 @@ class Stage:
         return self.size - before
 
     def _insert(self, batch: Sequence[Tuple[Any, ...]]) -> None:
-        # The same worker given twice: one row, in the first one's place, with the last one's grant.
+        # The same worker given twice: one row, in the first one's place, with the last one's grant;
+        # the first repeat that differs is remembered (see conflicts).
         self.conn.executemany(
-            f"""INSERT INTO {_TABLE} (seq, given, by_id, name, provider, pkey, value, expires_at, reason)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            f"""INSERT INTO {_TABLE} (seq, given, by_id, name, provider, pkey, value, expires_at, reason, line)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (given, pkey) DO UPDATE SET
-                    value = excluded.value, expires_at = excluded.expires_at, reason = excluded.reason""",
+                    value = excluded.value, expires_at = excluded.expires_at, reason = excluded.reason,
+                    conflict = CASE WHEN conflict IS NULL AND (value IS NOT excluded.value
+                        OR expires_at IS NOT excluded.expires_at OR reason IS NOT excluded.reason)
+                        THEN excluded.line ELSE conflict END""",
             batch,
         )
+
+    def conflicts(self, limit: int) -> Tuple[int, List[Tuple[str, Optional[int], Optional[int]]]]:
+        """Workers given again with a different grant: how many, and up to ``limit`` of them as
+        (given, first line, differing line)."""
+        where = f"FROM {_TABLE} WHERE conflict IS NOT NULL"
+        count = self.conn.execute(f"SELECT count(*) {where}").fetchone()[0]
+        rows = self.conn.execute(f"SELECT given, line, conflict {where} ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return int(count), [(r[0], r[1], r[2]) for r in rows]
 
     def resolve(self) -> None:
         """Find the workers that exist (by id or by name), in short read statements.
@@ -133,10 +149,12 @@ class Stage:
                 span,
             )
 
-    def missing(self) -> List[Tuple[str, bool]]:
-        """(given, named by id) of rows whose worker was not found, in order."""
-        rows = self.conn.execute(f"SELECT given, by_id IS NOT NULL FROM {_TABLE} WHERE worker_id IS NULL ORDER BY seq")
-        return [(r[0], bool(r[1])) for r in rows]
+    def missing(self) -> List[Tuple[str, bool, Optional[int]]]:
+        """(given, named by id, line) of rows whose worker was not found, in order."""
+        rows = self.conn.execute(
+            f"SELECT given, by_id IS NOT NULL, line FROM {_TABLE} WHERE worker_id IS NULL ORDER BY seq"
+        )
+        return [(r[0], bool(r[1]), r[2]) for r in rows]
 
     def _repeats(self) -> bool:
         """Whether two rows may name one worker (an id and a name, or two spellings of one name)."""
@@ -352,13 +370,15 @@ class Stage:
         one against the row before (for a revoke: already revoked)."""
         rows = self.conn.execute(
             f"""SELECT s.given, s.worker_id, s.worker_name, s.value, s.expires_at, s.reason, s.by_id IS NOT NULL,
-                       s.last, l.status, l.old_value, l.old_expires, l.old_reason, l.row_id IS NOT NULL
+                       s.last, s.provider, l.status, l.old_value, l.old_expires, l.old_reason, l.row_id IS NOT NULL
                 FROM {_TABLE} s LEFT JOIN {_TABLE} l ON l.seq = (CASE WHEN s.last OR s.worker_id IS NULL THEN s.seq
                     ELSE (SELECT max(t.seq) FROM {_TABLE} t WHERE t.worker_id = s.worker_id) END)
                 ORDER BY s.seq"""
         )
         earlier: Dict[int, Tuple[Any, ...]] = {}  # workers with more rows to come: the grant so far
-        for given, wid, wname, value, expires, reason, by_id, last, status, old, old_exp, old_reason, held in rows:
+        for row in rows:
+            given, wid, wname, value, expires, reason, by_id, last, provider = row[:9]
+            status, old, old_exp, old_reason, held = row[9:]
             own = (value, expires, reason)
             if wid is None:
                 yield Outcome(given, "missing", None, None, None, value, expires, reason, bool(by_id), True)
@@ -371,7 +391,8 @@ class Stage:
                     if not revoke:
                         same = (old, old_exp, old_reason) == own
                         status = "granted" if not held else "unchanged" if same else "updated"
-                yield Outcome(given, status, wid, wname, old, value, expires, reason, bool(by_id), bool(last), changed)
+                yield Outcome(given, status, wid, wname, old, value, expires, reason, bool(by_id), bool(last), changed,
+                              provider)
                 continue
             before = earlier.pop(wid) if last else earlier[wid]
             if revoke:
@@ -381,7 +402,8 @@ class Stage:
                 old = before[0]
                 if not last:
                     earlier[wid] = own
-            yield Outcome(given, status, wid, wname, old, value, expires, reason, bool(by_id), bool(last), changed)
+            yield Outcome(given, status, wid, wname, old, value, expires, reason, bool(by_id), bool(last), changed,
+                          provider)
 
     def drop(self) -> None:
         for table in (_TABLE, _BATCHES, _REMOVED):
