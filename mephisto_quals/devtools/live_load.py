@@ -169,6 +169,7 @@ class LiveResult:
     commit_windows: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     problems: List[str] = field(default_factory=list)
     writer_started: Optional[float] = None
+    phases: Dict[str, float] = field(default_factory=dict)  # seconds each part of the run took
 
     def to_json(self) -> Dict[str, Any]:
         data = asdict(self)
@@ -575,10 +576,17 @@ def run_live(config: LoadConfig) -> LiveResult:
     from mephisto_quals.admin import grants
     from mephisto_quals.devtools.mock_crowd import speed_up_mephisto, stop_operator
 
+    clock = [time.perf_counter()]
+    result = LiveResult(config=asdict(config))
+
+    def phase(name: str) -> None:
+        now = time.perf_counter()
+        result.phases[name] = round(now - clock[0], 3)
+        clock[0] = now
+
     folder = Path(config.data_dir)
     (folder / "mephisto").mkdir(parents=True, exist_ok=True)
     path = str(folder / "mephisto" / "database.db")
-    result = LiveResult(config=asdict(config))
     pop = _Population.of(config)
     files = _prepare_files(folder, pop)
 
@@ -587,17 +595,21 @@ def run_live(config: LoadConfig) -> LiveResult:
     requester = get_mock_requester(db).requester_name
     for qualification, names in ((ALLOW, pop.stable + pop.blocked + pop.rejected + pop.revoked), (BLOCK, pop.blocked)):
         grants.grant(path, qualification, names, provider="mock", create=True, crowd=False)
+    phase("setup")
     operator = Operator(db)
     quiet = open(os.devnull, "w")  # the mock provider prints every unit's URL, from its threads too
     proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
     try:
         with _capture_locks(result.locked), contextlib.redirect_stdout(quiet):
             earlier = _earlier_run(db, operator, requester, pop, config.answer_timeout)
+            phase("earlier run")
             steps = _writer_steps(config, path, files, earlier)
-            cap = 3 * config.arrivals
-            cfg = _mock_config(requester, "live-task", cap // 2 + 5, {"allowlists": [ALLOW], "blocklists": [BLOCK]},
+            # At most 7 of the 9 arrivals of a cycle can be admitted (2 units per mock assignment).
+            cap = 2 * config.arrivals + 20
+            cfg = _mock_config(requester, "live-task", math.ceil(cap * 7 / 18) + 5, {"allowlists": [ALLOW], "blocklists": [BLOCK]},
                                use_onboarding=True, onboarding_qualification=ONBOARDING)
             crowd = _Crowd(operator, _launch(operator, cfg), config.answer_timeout)
+            phase("launch")
             _time_writes(db, result.mephisto_writes)
             rng = random.Random(config.seed)
             plan = _arrival_plan(pop)
@@ -635,7 +647,9 @@ def run_live(config: LoadConfig) -> LiveResult:
                 await asyncio.sleep(1.0)  # let the last submissions land
 
             crowd.loop.run_until_complete(stream())
+            phase("stream")
             _await_completion(db, operator, result.arrivals, config.answer_timeout)
+            phase("completion")
             proc = state["proc"]
             if proc is not None:
                 proc.wait(timeout=config.writer_timeout)
@@ -647,7 +661,9 @@ def run_live(config: LoadConfig) -> LiveResult:
             stop_operator(operator)
         db.shutdown()
         quiet.close()
+        phase("stop")
     _check(result, pop, path)
+    phase("check")
     return result
 
 
