@@ -7,9 +7,10 @@ arrives one every 60-140 ms (seeded): each registers, takes the onboarding if ad
 unit, sends an act and submits it. Packets go to the mock server's websocket on its own
 thread (no blocking sends), and answers are timestamped as the server receives them, so a
 latency is what Mephisto took to answer, not the driver's pace. Any "database is locked"
-Mephisto logs, a thread raises or an arrival meets is recorded, and every Mephisto write call
-on the run's database object is timed (a call-through wrapper on the instance, behaviour
-unchanged), which shows how long Mephisto's writes waited for the lock.
+Mephisto logs, a thread raises or a method of the run's LocalMephistoDB raises is recorded (a
+call-through wrapper on the instance, behaviour unchanged; Mephisto 1.5.2 swallows some such
+errors silently), as is an arrival left without an answer; every Mephisto write call is timed,
+which shows how long Mephisto's writes waited for the lock.
 
 Process B (``python -m mephisto_quals.devtools.live_load writer``, started by process A a
 moment into the stream) runs the public CLI on the same file, one command after another:
@@ -314,23 +315,30 @@ def _capture_locks(sink: List[str]) -> Iterator[None]:
         root.removeHandler(handler)
 
 
-def _time_writes(db: Any, sink: List[Tuple[str, float]]) -> None:
-    """Wrap the instance's write methods with a timer that calls straight through."""
+def _watch_db(db: Any, writes: List[Tuple[str, float]], locked: List[str]) -> None:
+    """Wrap the instance's public methods with a watcher that calls straight through: it times
+    each write and records any "database is locked" a call raises (Mephisto 1.5.2 swallows some
+    of them without a log line), then re-raises it."""
     for name in dir(db):
-        if not name.startswith(_WRITE_PREFIXES):
+        if name.startswith("_") or not name.startswith(_WRITE_PREFIXES + ("find_", "get_")):
             continue
         method = getattr(db, name, None)
         if not callable(method):
             continue
 
-        def timed(*args: Any, _method: Callable[..., Any] = method, _name: str = name, **kwargs: Any) -> Any:
+        def watched(*args: Any, _method: Callable[..., Any] = method, _name: str = name, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
                 return _method(*args, **kwargs)
+            except Exception as e:
+                if any(s in str(e) for s in LOCKED):
+                    locked.append(f"Mephisto's {_name} raised: {e}")
+                raise
             finally:
-                sink.append((_name, time.perf_counter() - started))
+                if _name.startswith(_WRITE_PREFIXES):
+                    writes.append((_name, time.perf_counter() - started))
 
-        setattr(db, name, timed)
+        setattr(db, name, watched)
 
 
 class _Answers(Dict[str, Any]):
@@ -610,7 +618,7 @@ def run_live(config: LoadConfig) -> LiveResult:
                                use_onboarding=True, onboarding_qualification=ONBOARDING)
             crowd = _Crowd(operator, _launch(operator, cfg), config.answer_timeout)
             phase("launch")
-            _time_writes(db, result.mephisto_writes)
+            _watch_db(db, result.mephisto_writes, result.locked)
             rng = random.Random(config.seed)
             plan = _arrival_plan(pop)
             state: Dict[str, Any] = {"proc": None, "out": None, "exited": None}
