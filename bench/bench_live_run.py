@@ -77,7 +77,8 @@ def main() -> None:
 
 
 def report(with_b: LiveResult, without: LiveResult) -> None:
-    stats: Dict[str, Dict[str, Any]] = {"without": latency_stats(without.arrivals), "with": latency_stats(with_b.arrivals)}
+    stats: Dict[str, Dict[str, Any]] = {"without": latency_stats(without.arrivals),
+                                        "with": latency_stats(with_b.arrivals)}
     window = with_b.window()
     if window:
         stats["with, sent while B ran"] = latency_stats(with_b.arrivals, *window)
@@ -91,7 +92,8 @@ def report(with_b: LiveResult, without: LiveResult) -> None:
 
     print(f"\n{'process B':<10}{'wall':>10}{'longest hold':>15}{'write txns':>12}  output")
     for s in with_b.steps:
-        first = next((line.strip() for line in s.output.splitlines() if line.strip().startswith(("grant", "revoke"))), "")
+        lines = [line.strip() for line in s.output.splitlines()]
+        first = next((line for line in lines if line.startswith(("grant", "revoke"))), "")
         print(f"{s.name:<10}{s.ended - s.started:>9.2f}s{ms(s.longest_hold):>15}{len(s.holds):>12}  {first}")
 
     print("\nMephisto writes in process A (timed calls of the run's LocalMephistoDB)")

@@ -341,6 +341,11 @@ def _watch_db(db: Any, writes: List[Tuple[str, float]], locked: List[str]) -> No
         setattr(db, name, watched)
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class _Answers(Dict[str, Any]):
     """The mock server's answers by request id (filed on the server's thread), with their arrival
     time, waking the coroutine that waits for each."""
@@ -356,7 +361,7 @@ class _Answers(Dict[str, Any]):
         super().__setitem__(key, value)
         waiter = self.waiters.get(key)
         if waiter is not None:
-            self.loop.call_soon_threadsafe(lambda: waiter.done() or waiter.set_result(None))
+            self.loop.call_soon_threadsafe(_wake, waiter)
 
 
 #: What a request got: when it was sent, when the answer came (unix seconds), the answer (None: none came).
@@ -553,7 +558,7 @@ def _writer_steps(config: LoadConfig, path: str, files: Dict[str, str], earlier_
     ]
 
 
-def _start_writer(folder: Path, plan: Dict[str, Any]) -> Tuple[subprocess.Popen, Path]:  # type: ignore[type-arg]
+def _start_writer(folder: Path, plan: Dict[str, Any]) -> Tuple[subprocess.Popen, Path]:
     """Process B: this module's ``writer`` command in a new Python, with its own HOME."""
     home = folder / "home-writer"
     home.mkdir(exist_ok=True)
@@ -606,7 +611,7 @@ def run_live(config: LoadConfig) -> LiveResult:
     phase("setup")
     operator = Operator(db)
     quiet = open(os.devnull, "w")  # the mock provider prints every unit's URL, from its threads too
-    proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+    proc: Optional[subprocess.Popen] = None
     try:
         with _capture_locks(result.locked), contextlib.redirect_stdout(quiet):
             earlier = _earlier_run(db, operator, requester, pop, config.answer_timeout)
@@ -614,7 +619,8 @@ def run_live(config: LoadConfig) -> LiveResult:
             steps = _writer_steps(config, path, files, earlier)
             # At most 7 of the 9 arrivals of a cycle can be admitted (2 units per mock assignment).
             cap = 2 * config.arrivals + 20
-            cfg = _mock_config(requester, "live-task", math.ceil(cap * 7 / 18) + 5, {"allowlists": [ALLOW], "blocklists": [BLOCK]},
+            quals = {"allowlists": [ALLOW], "blocklists": [BLOCK]}
+            cfg = _mock_config(requester, "live-task", math.ceil(cap * 7 / 18) + 5, quals,
                                use_onboarding=True, onboarding_qualification=ONBOARDING)
             crowd = _Crowd(operator, _launch(operator, cfg), config.answer_timeout)
             phase("launch")
