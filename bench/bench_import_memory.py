@@ -32,7 +32,8 @@ def run_one(rows: int, folder: Path) -> List[str]:
     db = folder / f"db{rows}" / "database.db"
     db.parent.mkdir()
     env = dict(os.environ, HOME=str(home))
-    make = "from mephisto.abstractions.databases.local_database import LocalMephistoDB as L; import sys; L(database_path=sys.argv[1]).shutdown()"
+    make = ("from mephisto.abstractions.databases.local_database import LocalMephistoDB as L; import sys; "
+            "L(database_path=sys.argv[1]).shutdown()")
     subprocess.run([sys.executable, "-c", make, str(db)], check=True, env=env)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
