@@ -85,7 +85,7 @@ class Stage:
                 worker_id INTEGER, worker_name TEXT, last INTEGER NOT NULL DEFAULT 1,
                 status TEXT, old_value INTEGER, shown_old INTEGER, old_expires REAL, old_reason TEXT,
                 row_id INTEGER, created TEXT,
-                new_worker_id INTEGER, review_id INTEGER, line INTEGER, conflict INTEGER,
+                new_worker_id INTEGER, review_id INTEGER, line INTEGER, conflict INTEGER, bkey TEXT,
                 UNIQUE (given, pkey))"""
         )
         conn.execute("CREATE INDEX temp.mephisto_quals_stage_name ON mephisto_quals_stage (name)")
@@ -98,7 +98,7 @@ class Stage:
         for r in rows:
             self.size += 1
             batch.append((self.size, r.given, r.worker_id, r.name, r.provider, r.provider or "", r.value, r.expires_at,
-                          r.reason, r.line))
+                          r.reason, r.line, f"{r.expires_at!r},{r.reason!r}"))
             if len(batch) >= RESOLVE_CHUNK:
                 self._insert(batch)
                 batch = []
@@ -110,10 +110,11 @@ class Stage:
         # The same worker given twice: one row, in the first one's place, with the last one's grant;
         # the first repeat that differs is remembered (see conflicts).
         self.conn.executemany(
-            f"""INSERT INTO {_TABLE} (seq, given, by_id, name, provider, pkey, value, expires_at, reason, line)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            f"""INSERT INTO {_TABLE} (seq, given, by_id, name, provider, pkey, value, expires_at, reason, line, bkey)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (given, pkey) DO UPDATE SET
                     value = excluded.value, expires_at = excluded.expires_at, reason = excluded.reason,
+                    bkey = excluded.bkey,
                     conflict = CASE WHEN conflict IS NULL AND (value IS NOT excluded.value
                         OR expires_at IS NOT excluded.expires_at OR reason IS NOT excluded.reason)
                         THEN excluded.line ELSE conflict END""",
@@ -148,6 +149,12 @@ class Stage:
                     WHERE seq BETWEEN ? AND ? AND worker_id IS NULL AND name IS NOT NULL""",
                 span,
             )
+        self.conn.execute("CREATE INDEX IF NOT EXISTS temp.mephisto_quals_stage_bkey ON mephisto_quals_stage (bkey)")
+        # Outside the lock, too: can two rows name one worker (see _mark_last)?
+        self.maybe_repeats = self.conn.execute(
+            f"""SELECT 1 FROM {_TABLE} WHERE name IS NOT NULL GROUP BY name HAVING count(*) > 1
+                UNION ALL SELECT 1 FROM {_TABLE} WHERE by_id IS NOT NULL LIMIT 1"""
+        ).fetchone() is not None
 
     def missing(self) -> List[Tuple[str, bool, Optional[int]]]:
         """(given, named by id, line) of rows whose worker was not found, in order."""
@@ -157,12 +164,8 @@ class Stage:
         return [(r[0], bool(r[1]), r[2]) for r in rows]
 
     def _repeats(self) -> bool:
-        """Whether two rows may name one worker (an id and a name, or two spellings of one name)."""
-        found = self.conn.execute(
-            f"""SELECT 1 FROM {_TABLE} WHERE name IS NOT NULL GROUP BY name HAVING count(*) > 1
-                UNION ALL SELECT 1 FROM {_TABLE} WHERE by_id IS NOT NULL LIMIT 1"""
-        ).fetchone()
-        if found is None:
+        """Whether two rows name one worker (an id and a name, or two spellings of one name)."""
+        if not getattr(self, "maybe_repeats", True):
             return False
         self.conn.execute("CREATE INDEX IF NOT EXISTS temp.mephisto_quals_stage_worker"
                           " ON mephisto_quals_stage (worker_id)")
@@ -317,11 +320,10 @@ class Stage:
         """One audit batch per distinct (expiry, reason) among the rows ``where`` selects, then one
         change row per worker, in the given order."""
         c = self.conn
-        key = "quote(s.expires_at) || ',' || quote(s.reason)"
         c.execute(f"DROP TABLE IF EXISTS {_BATCHES}")
         c.execute(f"CREATE TABLE {_BATCHES} (key TEXT PRIMARY KEY, batch_id INTEGER, first INTEGER)")
-        c.execute(f"INSERT INTO {_BATCHES} (key, first) SELECT {key}, min(s.seq) FROM {_TABLE} s WHERE {where}"
-                  " GROUP BY 1")
+        c.execute(f"INSERT INTO {_BATCHES} (key, first) SELECT s.bkey, min(s.seq) FROM {_TABLE} s WHERE {where}"
+                  " GROUP BY s.bkey")
         groups = c.execute(
             f"""SELECT b.key, s.expires_at, s.reason FROM {_BATCHES} b JOIN {_TABLE} s ON s.seq = b.first
                 ORDER BY b.first"""
@@ -336,7 +338,7 @@ class Stage:
         c.execute(
             f"""INSERT INTO mephisto_quals_audit_change (batch_id, worker_id, old_value, new_value, worker_name)
                 SELECT b.batch_id, s.worker_id, s.old_value, {new_value}, s.worker_name
-                FROM {_TABLE} s JOIN {_BATCHES} b ON b.key = {key} WHERE {where} ORDER BY s.seq"""
+                FROM {_TABLE} s JOIN {_BATCHES} b ON b.key = s.bkey WHERE {where} ORDER BY s.seq"""
         )
 
     def _review(self, where: str, columns: str, args: Tuple[Any, ...], now: float) -> None:
