@@ -13,12 +13,18 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 from mephisto.operations.datatypes import WorkerFailureReasons
-from test_upgrade import built_on_1_1_1, migration_status, needs_migrating_mephisto  # noqa: F401 (a fixture)
 
 from conftest import worker
 from mephisto_quals.integration import granted_reads
 from mephisto_quals.integration.granted_reads import granted_qualifications, in_effect, original_granted_read
-from mephisto_quals.store.mephisto import GRANTED_READ, find_granted, granted_sql, mephisto_connection, mephisto_migrations
+from mephisto_quals.store.mephisto import (
+    GRANTED_READ,
+    find_granted,
+    granted_sql,
+    mephisto_connection,
+    mephisto_migrations,
+)
+from test_upgrade import built_on_1_1_1, migration_status, needs_migrating_mephisto  # noqa: F401 (a fixture)
 
 MEPHISTO_STATEMENT = """SELECT * from granted_qualifications WHERE (?1 IS NULL OR qualification_id = ?1)
     AND (?2 IS NULL OR worker_id = ?2) AND (?3 IS NULL OR value = ?3)"""
@@ -54,13 +60,13 @@ def random_grants(db: Any, seed: int, workers: int = 30, quals: int = 8) -> Tupl
 
 def id_forms(ids: List[str], rng: random.Random) -> List[Any]:
     """Ids as Mephisto passes them (strings) and as others might: ints, padded and decimal text,
-    floats, and ids that exist nowhere."""
+    floats, text that only starts with an id (a CAST would take it), and ids that exist nowhere."""
     i = rng.choice(ids)
     return [rng.choice(ids), rng.choice(ids), int(i), f"0{i}", f"{i}.0", f" {i} ", float(int(i)) if len(i) < 15 else int(i),
-            "999999999", 999999999, "x", "", "-1"]
+            f"{i}abc", f"{i}.5", "999999999", 999999999, "x", "", "-1"]
 
 
-VALUES = [0, 1, 2, 3, -1, 5, 7, "1", "x", 1.0]
+VALUES = [0, 1, 2, 3, -1, 5, 7, "1", "1x", "x", 1.0, 1.5]
 
 
 def parity(db: Any, qids: List[str], wids: List[str], seed: int, per_pattern: int = 40) -> int:

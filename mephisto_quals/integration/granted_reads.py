@@ -4,10 +4,11 @@ Why. For every arrival at a task with onboarding, Mephisto's worker pool asks
 ``worker.is_disqualified(onboarding)`` and ``worker.is_qualified(onboarding)``; both end in
 ``LocalMephistoDB``'s grant read (``store.mephisto.GRANTED_READ``, the method behind both
 public grant lookups, 1.5.2's ``find_granted_qualifications`` and the one it deprecates)
-with a qualification and a worker. Its one statement, ``WHERE (?1 IS NULL OR qualification_id = ?1) AND (?2 IS NULL OR worker_id = ?2)
-AND (?3 IS NULL OR value = ?3)``, is one no index can serve, so every call scans the whole of
-``granted_qualifications`` (on 1.1.1 it then reads each matching row once more). After a bulk
-grant of a big list, every arrival of a live run pays for the list's size.
+with a qualification and a worker. Its one statement, ``WHERE (?1 IS NULL OR
+qualification_id = ?1) AND (?2 IS NULL OR worker_id = ?2) AND (?3 IS NULL OR value = ?3)``,
+is one no index can serve, so every call scans the whole of ``granted_qualifications`` (on
+1.1.1 it then reads each matching row once more). After a bulk grant of a big list, every
+arrival of a live run pays for the list's size.
 
 What. :func:`granted_qualifications` takes that method's place. It runs
 :func:`mephisto_quals.store.mephisto.granted_rows`: a statement naming only the filters given,

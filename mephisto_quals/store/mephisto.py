@@ -61,7 +61,8 @@ def _granted_statement(qualification: bool, worker: bool, value: bool) -> str:
     exists; ORDER BY rowid keeps the order of Mephisto's full scan (an index walk orders by its key)."""
     where = [c for c, given in (("worker_id = ?", worker), ("qualification_id = ?", qualification),
                                 ("value = ?", value)) if given]
-    return "SELECT * FROM granted_qualifications" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
+    condition = " WHERE " + " AND ".join(where) if where else ""
+    return f"SELECT * FROM granted_qualifications{condition} ORDER BY rowid"
 
 
 _GRANTED_SQL: Dict[Tuple[bool, bool, bool], str] = {
