@@ -10,6 +10,7 @@ from mephisto.abstractions.blueprint import BlueprintMixin
 from mephisto_quals.compile.config import QualsArgs
 from mephisto_quals.compile.plan import QualsPlan, mephisto_appended, plan_for_run
 from mephisto_quals.integration.gate import install_gate
+from mephisto_quals.integration.granted_reads import install_granted_reads
 from mephisto_quals.integration.shared_state import QualsSharedState, apply_plan, user_entries
 from mephisto_quals.store.mephisto import find_granted
 
@@ -59,7 +60,8 @@ class QualsRequired(BlueprintMixin):
         self, task_run: TaskRun, args: DictConfig, shared_state: SharedTaskState
     ) -> None:
         """Create the qualifications, warn about empty allowlists, apply the plan once, and
-        install the gate (which only takes over lists that carry this plan's marked dicts)."""
+        install the gate (which only takes over lists that carry this plan's marked dicts) and
+        the index-friendly grant reads (same answers as Mephisto's, see ``granted_reads``)."""
         plan = _plan(args, shared_state)
         from mephisto_quals.store import Session
 
@@ -90,6 +92,7 @@ class QualsRequired(BlueprintMixin):
         )
         self.quals_plan = plan
         install_gate()
+        install_granted_reads()
         logger.info(
             "mephisto-quals: %d local requirement(s), %d MTurk, %d Prolific",
             len(plan.local),

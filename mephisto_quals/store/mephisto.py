@@ -6,7 +6,9 @@ and the installed code rather than from version numbers (every git tag says 1.1.
   ids; qualifications and grants stay sequential.
 - 1.5.2 adds ``qualifications.description`` and ``granted_qualifications.update_date``.
 - 1.5.2 deprecates ``MephistoDB.check_granted_qualifications`` for ``find_granted_qualifications``
-  (same keyword arguments, positional order swapped).
+  (same keyword arguments, positional order swapped). Both call ``LocalMephistoDB``'s
+  ``GRANTED_READ`` method, whose one statement (``?1 IS NULL OR qualification_id = ?1`` ...)
+  no index can serve; :func:`granted_rows` returns the same rows with a statement that can.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import Any, Dict, List, Optional, Tuple
 __all__ = [
     "mephisto_connection",
     "find_granted",
+    "GRANTED_READ",
+    "granted_rows",
+    "granted_sql",
     "mephisto_migrations",
     "has_column",
     "uses_random_ids",
@@ -43,6 +48,43 @@ def find_granted(db: Any, qualification_id: Optional[str] = None, worker_id: Opt
     installed Mephisto offers without a deprecation warning (by keyword: the order differs)."""
     find = getattr(db, "find_granted_qualifications", None) or db.check_granted_qualifications
     return list(find(qualification_id=qualification_id, worker_id=worker_id))
+
+
+#: The ``LocalMephistoDB`` method behind ``check_granted_qualifications`` and (1.5.2)
+#: ``find_granted_qualifications``: one name on both lines.
+GRANTED_READ = "_check_granted_qualifications"
+
+
+def _granted_statement(qualification: bool, worker: bool, value: bool) -> str:
+    """Only the given filters appear, so SQLite can use Mephisto's UNIQUE (worker_id, qualification_id)
+    index for a worker (with or without a qualification) and any index on qualification_id that
+    exists; ORDER BY rowid keeps the order of Mephisto's full scan (an index walk orders by its key)."""
+    where = [c for c, given in (("worker_id = ?", worker), ("qualification_id = ?", qualification),
+                                ("value = ?", value)) if given]
+    condition = " WHERE " + " AND ".join(where) if where else ""
+    return f"SELECT * FROM granted_qualifications{condition} ORDER BY rowid"
+
+
+_GRANTED_SQL: Dict[Tuple[bool, bool, bool], str] = {
+    (q, w, v): _granted_statement(q, w, v) for q in (False, True) for w in (False, True) for v in (False, True)
+}
+
+
+def granted_sql(qualification_id: Any = None, worker_id: Any = None, value: Any = None) -> Tuple[str, List[Any]]:
+    """The statement and parameters :func:`granted_rows` runs for these filters (None = not given)."""
+    given = (qualification_id is not None, worker_id is not None, value is not None)
+    params = [p for p in (worker_id, qualification_id, value) if p is not None]
+    return _GRANTED_SQL[given], params
+
+
+def granted_rows(conn: sqlite3.Connection, qualification_id: Any = None, worker_id: Any = None,
+                 value: Any = None) -> List[Any]:
+    """Mephisto's ``granted_qualifications`` rows matching the given filters, exactly as its own read
+    returns them: same rows (``col = ?`` compares with the same type affinity as Mephisto's
+    ``?N IS NULL OR col = ?N``, so ``"5"`` matches 5 and ``"x"`` matches nothing) in the same order
+    (rowid, the order of its full scan), with the connection's own row factory."""
+    sql, params = granted_sql(qualification_id, worker_id, value)
+    return conn.execute(sql, params).fetchall()
 
 
 def mephisto_migrations() -> List[str]:

@@ -66,11 +66,15 @@ class Session:
         cls, db: DatabaseLike, *, readonly: bool = False, timeout: float = BUSY_TIMEOUT, upgradable: bool = False
     ) -> Session:
         """Open the database behind ``db``; raises :class:`DatabaseError` naming the path if it is
-        missing or not a Mephisto database. ``upgradable`` lets a read-only session open a
+        missing, not a Mephisto database, or (for a writer) not writable. ``upgradable`` lets a read-only session open a
         database whose tables of ours are older (to report their version)."""
         path = database_path(db)
         if not os.path.isfile(path):
             raise DatabaseError(f"no Mephisto database at {path} (give the path of a Mephisto database.db)")
+        if not readonly and not (os.access(path, os.W_OK) and os.access(os.path.dirname(path) or ".", os.W_OK)):
+            # Before anything is written here or sent to a provider (SQLite also needs the folder for its journal).
+            raise DatabaseError(f"{path} is read-only: a writing command needs write access to the file and its "
+                                "folder; nothing was written")
         try:
             if readonly:
                 uri = f"file:{urllib.parse.quote(str(Path(path).resolve()))}?mode=ro"
@@ -131,13 +135,16 @@ class Session:
         self._depth = 1
         try:
             yield self.conn
-        except BaseException:
+        except BaseException as e:
             self._depth = 0
             # SQLite has already rolled back after some errors (a full disk, an I/O error): then
             # there is nothing to roll back, and the original error is the one to report.
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             self._held(started)
+            if isinstance(e, sqlite3.OperationalError) and "readonly" in str(e):
+                raise DatabaseError(f"{self.path} is read-only ({e}); nothing was written: a writing command needs "
+                                    "write access to the file and its folder") from e
             raise
         self._depth = 0
         self.conn.execute("ROLLBACK" if rollback or self.readonly else "COMMIT")
