@@ -177,9 +177,11 @@ def _staged(
                 if progress:
                     progress(len(part))
             stage.resolve()
+            if not call.revoke:
+                stage.plan_new_workers()
             failures = dict(refused)
             lines: Dict[str, int] = {}
-            for given, by_id, line in stage.missing():
+            for given, by_id, line in stage.missing(by_id_only=True):  # a name not found is no refusal
                 if call.missing(given, by_id) is None:
                     failures[given] = _NOT_FOUND[by_id]
                     if line is not None:
@@ -197,7 +199,10 @@ def _staged(
             report.outcomes += [WorkerOutcome(w, "failed", error=why) for w, why in refused.items()]
 
             def collect() -> None:
-                for o in stage.outcomes(call.revoke):
+                counted = None if keep_outcomes else stage.tally(_NO_CROWD)
+                if counted is not None:
+                    report.tally.update(counted)
+                for o in stage.outcomes(call.revoke, skip=() if counted is None else _NO_CROWD):
                     if o.status == "missing":
                         found = call.missing(o.given, o.by_id)
                         report.outcomes.append(found or WorkerOutcome(o.given, "failed", error=_NOT_FOUND[o.by_id]))

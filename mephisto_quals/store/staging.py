@@ -85,7 +85,7 @@ class Stage:
                 worker_id INTEGER, worker_name TEXT, last INTEGER NOT NULL DEFAULT 1,
                 status TEXT, old_value INTEGER, shown_old INTEGER, old_expires REAL, old_reason TEXT,
                 row_id INTEGER, created TEXT,
-                new_worker_id INTEGER, review_id INTEGER, line INTEGER, conflict INTEGER, bkey TEXT,
+                new_worker_id INTEGER, review_id INTEGER, line INTEGER, conflict INTEGER, bkey TEXT, rank INTEGER,
                 UNIQUE (given, pkey))"""
         )
         conn.execute("CREATE INDEX temp.mephisto_quals_stage_name ON mephisto_quals_stage (name)")
@@ -156,10 +156,12 @@ class Stage:
                 UNION ALL SELECT 1 FROM {_TABLE} WHERE by_id IS NOT NULL LIMIT 1"""
         ).fetchone() is not None
 
-    def missing(self) -> List[Tuple[str, bool, Optional[int]]]:
-        """(given, named by id, line) of rows whose worker was not found, in order."""
+    def missing(self, by_id_only: bool = False) -> List[Tuple[str, bool, Optional[int]]]:
+        """(given, named by id, line) of rows whose worker was not found, in order (only those
+        named by Mephisto id, with ``by_id_only``)."""
+        only = "AND by_id IS NOT NULL" if by_id_only else ""
         rows = self.conn.execute(
-            f"SELECT given, by_id IS NOT NULL, line FROM {_TABLE} WHERE worker_id IS NULL ORDER BY seq"
+            f"SELECT given, by_id IS NOT NULL, line FROM {_TABLE} WHERE worker_id IS NULL {only} ORDER BY seq"
         )
         return [(r[0], bool(r[1]), r[2]) for r in rows]
 
@@ -173,36 +175,60 @@ class Stage:
             f"SELECT 1 FROM {_TABLE} WHERE worker_id IS NOT NULL GROUP BY worker_id HAVING count(*) > 1 LIMIT 1"
         ).fetchone() is not None
 
+    def plan_new_workers(self) -> int:
+        """Outside the lock: number the named workers not found (one per name, in the given order)
+        and, on a database Mephisto 1.4+ migrated, draw their random ids; returns how many."""
+        c = self.conn
+        c.execute(
+            f"""UPDATE {_TABLE} SET rank = r.n FROM (
+                    SELECT s.seq, row_number() OVER (ORDER BY s.seq) AS n FROM {_TABLE} s
+                    WHERE s.worker_id IS NULL AND s.name IS NOT NULL
+                      AND s.seq = (SELECT min(t.seq) FROM {_TABLE} t WHERE t.name = s.name)) AS r
+                WHERE {_TABLE}.seq = r.seq"""
+        )
+        self.new_workers = int(c.execute(f"SELECT count(*) FROM {_TABLE} WHERE rank IS NOT NULL").fetchone()[0])
+        self.random_ids = uses_random_ids(c, "workers")
+        if self.new_workers and self.random_ids:
+            low, high = RANDOM_ID_RANGE
+            rng = random.SystemRandom()
+            seqs = [r[0] for r in c.execute(f"SELECT seq FROM {_TABLE} WHERE rank IS NOT NULL")]
+            c.executemany(f"UPDATE {_TABLE} SET new_worker_id = ? WHERE seq = ?",
+                          [(rng.randint(low, high), q) for q in seqs])
+        return self.new_workers
+
     def create_workers(self) -> None:
         """Insert the named workers Mephisto has not seen, as Mephisto would (in the given order;
         random 63-bit ids once Mephisto 1.4+ migrated the table), then resolve them. Inside the
-        caller's transaction, so they commit with the grant."""
-        if self.conn.execute(f"SELECT 1 FROM {_TABLE} WHERE worker_id IS NULL AND name IS NOT NULL").fetchone() is None:
-            return
-        fresh = f"""FROM {_TABLE} s WHERE s.worker_id IS NULL AND s.name IS NOT NULL
-                    AND s.seq = (SELECT min(t.seq) FROM {_TABLE} t WHERE t.name = s.name AND t.worker_id IS NULL)
-                    AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.worker_name = s.name)"""
-        if uses_random_ids(self.conn, "workers"):
-            low, high = RANDOM_ID_RANGE
-            rng = random.SystemRandom()
-            seqs = [r[0] for r in self.conn.execute(f"SELECT s.seq {fresh}")]
-            self.conn.executemany(
-                f"UPDATE {_TABLE} SET new_worker_id = ? WHERE seq = ?", [(rng.randint(low, high), q) for q in seqs]
-            )
+        caller's transaction, so they commit with the grant. Numbered by :meth:`plan_new_workers`
+        outside the lock; when nobody created any of them meanwhile, their ids follow from the
+        insert itself and they are known to hold nothing yet."""
+        c = self.conn
+        if not getattr(self, "new_workers", None):
+            if c.execute(f"SELECT 1 FROM {_TABLE} WHERE worker_id IS NULL AND name IS NOT NULL").fetchone() is None:
+                return
+            self.plan_new_workers()
+        unseen = f"""FROM {_TABLE} s WHERE s.rank IS NOT NULL
+                     AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.worker_name = s.name)"""
+        ids = "new_worker_id"
+        if self.random_ids:
             try:
-                with _savepoint(self.conn):
-                    self.conn.execute(
-                        f"INSERT INTO workers (worker_id, worker_name, provider_type)"
-                        f" SELECT s.new_worker_id, s.name, s.provider {fresh} ORDER BY s.seq"
-                    )
+                with _savepoint(c):
+                    made = c.execute(f"INSERT INTO workers (worker_id, worker_name, provider_type)"
+                                     f" SELECT s.new_worker_id, s.name, s.provider {unseen} ORDER BY s.seq").rowcount
             except sqlite3.IntegrityError:  # a random id clashed (about 1 in 10^13): one by one, retried
-                for name, provider in self.conn.execute(f"SELECT s.name, s.provider {fresh} ORDER BY s.seq").fetchall():
-                    _insert_random_worker(self.conn, name, provider, rng)
+                rng = random.SystemRandom()
+                for name, provider in c.execute(f"SELECT s.name, s.provider {unseen} ORDER BY s.seq").fetchall():
+                    _insert_random_worker(c, name, provider, rng)
+                made = -1
         else:
-            self.conn.execute(
-                f"INSERT INTO workers (worker_name, provider_type) SELECT s.name, s.provider {fresh} ORDER BY s.seq"
-            )
-        self.conn.execute(
+            made = c.execute(f"INSERT INTO workers (worker_name, provider_type)"
+                             f" SELECT s.name, s.provider {unseen} ORDER BY s.seq").rowcount
+            last = int(c.execute("SELECT last_insert_rowid()").fetchone()[0])
+            ids = f"({last - made} + rank)"  # one INSERT under the write lock: consecutive ids, in order
+        if made == self.new_workers:
+            c.execute(f"UPDATE {_TABLE} SET worker_id = {ids}, worker_name = name, status = 'granted'"
+                      " WHERE rank IS NOT NULL")
+        c.execute(
             f"""UPDATE {_TABLE} SET (worker_id, worker_name) = (
                     SELECT w.worker_id, w.worker_name FROM workers w WHERE w.worker_name = {_TABLE}.name)
                 WHERE worker_id IS NULL AND name IS NOT NULL"""
@@ -235,7 +261,7 @@ class Stage:
                     FROM (SELECT 1) LEFT JOIN granted_qualifications g
                          ON g.qualification_id = ? AND g.worker_id = {_TABLE}.worker_id
                     {META_JOIN})
-                WHERE worker_id IS NOT NULL AND last""",
+                WHERE worker_id IS NOT NULL AND last AND status IS NULL""",
             (qual_id,),
         )
         c.execute(
@@ -366,16 +392,36 @@ class Stage:
                               [(rng.randint(low, high), q) for q in seqs])
         raise sqlite3.IntegrityError("worker_review: no free random id after 20 tries")
 
-    def outcomes(self, revoke: bool = False) -> Iterator[Outcome]:
-        """Every staged row's outcome, in order. A worker named by several rows (an id and a name)
+    def tally(self, quiet_providers: Sequence[str]) -> Optional[Dict[str, int]]:
+        """Status counts of the rows of ``quiet_providers`` (whose outcomes need no object each:
+        see ``outcomes(skip=...)``), counted in SQL; None when rows may repeat a worker (then
+        every outcome is read one by one)."""
+        if getattr(self, "maybe_repeats", True):
+            return None
+        marks = ",".join("?" * len(quiet_providers))
+        rows = self.conn.execute(
+            f"SELECT status, count(*) FROM {_TABLE} WHERE worker_id IS NOT NULL AND provider IN ({marks})"
+            " GROUP BY status",
+            list(quiet_providers),
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    def outcomes(self, revoke: bool = False, skip: Sequence[str] = ()) -> Iterator[Outcome]:
+        """Every staged row's outcome, in order, except found workers of the providers in
+        ``skip`` (counted by :meth:`tally`). A worker named by several rows (an id and a name)
         reads as if the rows ran one after another: the first against the database, each later
         one against the row before (for a revoke: already revoked)."""
+        where = ""
+        if skip:
+            marks = ",".join("?" * len(skip))
+            where = f"WHERE s.worker_id IS NULL OR s.provider IS NULL OR s.provider NOT IN ({marks})"
         rows = self.conn.execute(
             f"""SELECT s.given, s.worker_id, s.worker_name, s.value, s.expires_at, s.reason, s.by_id IS NOT NULL,
                        s.last, s.provider, l.status, l.old_value, l.old_expires, l.old_reason, l.row_id IS NOT NULL
                 FROM {_TABLE} s LEFT JOIN {_TABLE} l ON l.seq = (CASE WHEN s.last OR s.worker_id IS NULL THEN s.seq
                     ELSE (SELECT max(t.seq) FROM {_TABLE} t WHERE t.worker_id = s.worker_id) END)
-                ORDER BY s.seq"""
+                {where} ORDER BY s.seq""",
+            list(skip),
         )
         earlier: Dict[int, Tuple[Any, ...]] = {}  # workers with more rows to come: the grant so far
         for row in rows:
