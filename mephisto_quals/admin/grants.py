@@ -13,9 +13,9 @@ Each function opens its own session and transaction, or runs inside the caller's
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Union
 
-from mephisto_quals.admin import crowd as crowd_sync
+from mephisto_quals.admin import bulk
 from mephisto_quals.admin.reports import BulkReport, OutcomeCounts, WorkerOutcome
 from mephisto_quals.compile.comparators import VALUE_MAX, VALUE_MIN
 from mephisto_quals.compile.durations import check_expiry, format_instant, parse_duration, parse_instant
@@ -47,7 +47,6 @@ __all__ = [
     "os_user",
 ]
 
-T = TypeVar("T")
 Progress = Optional[Callable[[int], None]]
 Workers = Iterable[Union[str, int]]
 
@@ -106,127 +105,6 @@ def _record(conn: Any, report: BulkReport, changes: List[Change], qual_ids: Dict
     review_store.record(conn, changes, qual_ids)
 
 
-def _parts(rows: Iterable[T], size: int = staging.RESOLVE_CHUNK) -> Iterator[List[T]]:
-    """Consecutive lists of up to ``size`` items of any iterable (a generator is read once)."""
-    part: List[T] = []
-    for row in rows:
-        part.append(row)
-        if len(part) >= size:
-            yield part
-            part = []
-    if part:
-        yield part
-
-
-#: Refusals listed one by one at most (the count is always given).
-_SHOWN_REFUSALS = 200
-#: Providers with no crowd side to tell about a grant (admin.crowd does nothing for them).
-_NO_CROWD = ("mock", "inhouse")
-
-#: Why a worker that was not found cannot be granted or revoked, by how they were named (by id?).
-_NOT_FOUND = {True: "no Mephisto worker has this id", False: "Mephisto has never seen this worker"}
-
-
-class _Call(NamedTuple):
-    """What one staged bulk call does under the lock and how it reports each worker."""
-
-    #: (stage, connection, OS user): the writes, inside the transaction.
-    apply: Callable[[staging.Stage, Any, str], None]
-    #: (outcome, report, OS user): one found worker's outcome and changes onto the report.
-    report: Callable[[staging.Outcome, BulkReport, str], None]
-    #: A worker not found, named by id (True) or name: their outcome, or None when that is a refusal.
-    missing: Callable[[str, bool], Optional[WorkerOutcome]]
-    #: Outcomes read as a revoke's (a later row naming the same worker finds nothing left).
-    revoke: bool = False
-    #: (stage, report, OS user): anything else the report takes from the stage once applied.
-    finish: Callable[[staging.Stage, BulkReport, str], None] = lambda stage, report, user: None
-
-
-def _staged(
-    db: Any,
-    session: Optional[Session],
-    report: BulkReport,
-    rows: Iterable[staging.StagedRow],
-    refused: Dict[str, str],
-    call: _Call,
-    check: Callable[[Any], Any],
-    dry_run: bool,
-    progress: Progress,
-    crowd: bool,
-    all_or_nothing: bool = False,
-    keep_outcomes: bool = True,
-    precheck: Optional[Callable[[Dict[str, str], Dict[str, int]], None]] = None,
-) -> BulkReport:
-    """Stage ``rows`` and look their workers up before the write lock; refuse what cannot be
-    done (everything, with ``all_or_nothing``); then ``call.apply`` in one transaction (the
-    caller's, if given; a dry run rolls back); then the outcomes, and the crowd side.
-
-    ``check(conn)`` raises for what makes the whole call impossible (an unknown qualification);
-    ``refused`` fills while ``rows`` is read (malformed worker names).
-    """
-    inside = session is not None and session.in_transaction
-    if dry_run and inside:
-        raise ValueError("dry_run inside a caller's transaction: roll the caller's transaction back instead")
-    user = os_user()
-    with session_for(db, session) as s:
-        check(s.conn)
-        stage = staging.Stage(s.conn)
-        try:
-            for part in _parts(rows):
-                stage.add(part)
-                if progress:
-                    progress(len(part))
-            stage.resolve()
-            if not call.revoke:
-                stage.plan_new_workers()
-            failures = dict(refused)
-            lines: Dict[str, int] = {}
-            for given, by_id, line in stage.missing(by_id_only=True):  # a name not found is no refusal
-                if call.missing(given, by_id) is None:
-                    failures[given] = _NOT_FOUND[by_id]
-                    if line is not None:
-                        lines[given] = line
-            if all_or_nothing:
-                _, repeats = stage.conflicts(_SHOWN_REFUSALS)
-                for given, first, line in repeats:
-                    failures[given] = f"is also on line {first} with a different value, expiry or reason"
-                    if line is not None:
-                        lines[given] = line
-                if precheck is not None:
-                    precheck(failures, lines)
-                if failures:
-                    raise RowsRefused(failures, lines)
-            report.outcomes += [WorkerOutcome(w, "failed", error=why) for w, why in refused.items()]
-
-            def collect() -> None:
-                counted = None if keep_outcomes else stage.tally(_NO_CROWD)
-                if counted is not None:
-                    report.tally.update(counted)
-                for o in stage.outcomes(call.revoke, skip=() if counted is None else _NO_CROWD):
-                    if o.status == "missing":
-                        found = call.missing(o.given, o.by_id)
-                        report.outcomes.append(found or WorkerOutcome(o.given, "failed", error=_NOT_FOUND[o.by_id]))
-                    else:
-                        call.report(o, report, user)
-                    if not keep_outcomes and report.outcomes and report.outcomes[-1].ok:
-                        report.tally[report.outcomes.pop().status] += 1
-                call.finish(stage, report, user)
-
-            holds = len(s.write_holds)
-            with s.transaction(rollback=dry_run) as conn:
-                call.apply(stage, conn, user)
-                if dry_run or inside:  # TEMP rows roll back with the transaction: read them first
-                    collect()
-            if not (dry_run or inside):
-                collect()
-            report.lock_held = sum(s.write_holds[holds:])
-        finally:
-            stage.drop()
-    if crowd and not dry_run and not inside:
-        crowd_sync.sync_report(db, report)
-    return report
-
-
 class GrantRow(NamedTuple):
     """One worker's grant in a :func:`grant_rows` call (expiry as unix seconds, None = permanent)."""
 
@@ -278,7 +156,7 @@ def grant_rows(
     refused: Dict[str, str] = {}
 
     def staged() -> Iterator[staging.StagedRow]:
-        for part in _parts(rows):
+        for part in bulk.parts(rows):
             for r in part:
                 check_expiry(r.expires_at, f"expires_at for {r.worker}")
                 if r.expires_at is not None and r.expires_at <= now:
@@ -302,7 +180,7 @@ def grant_rows(
 
     def outcome(o: staging.Outcome, into: BulkReport, user: str) -> None:
         into.outcomes.append(WorkerOutcome(o.given, o.status, o.worker_id, o.worker_name, o.old_value, o.new_value))
-        told = keep_outcomes or o.provider not in _NO_CROWD
+        told = keep_outcomes or o.provider not in bulk.NO_CROWD
         if o.changed_from is not None and o.worker_id is not None and told:
             into.changes.append(Change(now, qualification, o.worker_id, o.worker_name, "grant", o.changed_from[0],
                                        o.new_value, o.expires_at, o.reason, source, user))
@@ -311,14 +189,14 @@ def grant_rows(
         if not create:
             _qualification_id(conn, qualification, create, description)
 
-    call = _Call(apply, outcome, lambda given, by_id: None if by_id else _created(given))
-    return _staged(db, session, report, staged(), refused, call, check, dry_run, progress, crowd, all_or_nothing,
-                   keep_outcomes, precheck)
+    call = bulk.Call(apply, outcome, lambda given, by_id: None if by_id else _created(given))
+    return bulk.run_staged(db, session, report, staged(), refused, call, check, dry_run, progress, crowd,
+                           all_or_nothing, keep_outcomes, precheck)
 
 
 def _created(given: str) -> Optional[WorkerOutcome]:
     """A grant creates the workers it names by provider name, so not finding one is no refusal."""
-    return WorkerOutcome(given, "failed", error=_NOT_FOUND[False])
+    return WorkerOutcome(given, "failed", error=bulk.NOT_FOUND[False])
 
 
 def set_values(
@@ -386,9 +264,9 @@ def _remove(
                          for name, wid, wname, old in stage.removed()]
 
     rows = (staging.StagedRow(r.given, r.worker_id, r.name, r.provider, reason=reason) for r in refs)
-    call = _Call(apply, outcome, lambda given, by_id: None if by_id else WorkerOutcome(given, "not held"),
+    call = bulk.Call(apply, outcome, lambda given, by_id: None if by_id else WorkerOutcome(given, "not held"),
                  True, removed)
-    return _staged(db, session, report, rows, refused, call, check, dry_run, progress, crowd)
+    return bulk.run_staged(db, session, report, rows, refused, call, check, dry_run, progress, crowd)
 
 
 def revoke(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import rich_click as click
 
-from mephisto_quals.cli import eligibility, grants, maintenance, mturk, prolific, queries, review, sync, wut
+from mephisto_quals.cli import eligibility, grants, imports, maintenance, mturk, prolific, queries, review, sync, wut
 from mephisto_quals.cli.base import CONTEXT_SETTINGS, RichQualsGroup
 
 __all__ = ["cli", "main", "attach_commands", "COMMAND_MODULES"]
@@ -38,7 +38,7 @@ def cli() -> None:
 
 
 #: The modules whose ``COMMANDS`` the root group attaches.
-COMMAND_MODULES = (wut, grants, queries, eligibility, review, sync, mturk, prolific, maintenance)
+COMMAND_MODULES = (wut, grants, imports, queries, eligibility, review, sync, mturk, prolific, maintenance)
 
 
 def attach_commands(group: click.Group) -> None:

@@ -12,7 +12,7 @@ import os
 import sqlite3
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-__all__ = ["Change", "os_user", "record", "read"]
+__all__ = ["Change", "os_user", "record", "record_staged", "read"]
 
 
 class Change(NamedTuple):
@@ -56,6 +56,35 @@ def record(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
                VALUES (?, ?, ?, ?, ?)""",
             [(batch_id, *row) for row in rows],
         )
+
+
+def record_staged(conn: sqlite3.Connection, table: str, batches: str, where: str, qualification: str, action: str,
+              now: float, source: str, user: str, new_value: str) -> None:
+    """Audit the rows of a staged table (:mod:`mephisto_quals.store.staging`) that ``where``
+    selects (its alias ``s``): one batch per distinct ``bkey`` (expiry and reason), then one
+    change row per worker (``worker_id``, ``worker_name``, ``old_value``, the SQL ``new_value``)
+    in ``seq`` order, set-based, inside the caller's transaction. ``batches`` is a scratch table."""
+    c = conn
+    c.execute(f"DROP TABLE IF EXISTS {batches}")
+    c.execute(f"CREATE TABLE {batches} (key TEXT PRIMARY KEY, batch_id INTEGER, first INTEGER)")
+    c.execute(f"INSERT INTO {batches} (key, first) SELECT s.bkey, min(s.seq) FROM {table} s WHERE {where}"
+              " GROUP BY s.bkey")
+    groups = c.execute(
+        f"""SELECT b.key, s.expires_at, s.reason FROM {batches} b JOIN {table} s ON s.seq = b.first
+            ORDER BY b.first"""
+    ).fetchall()
+    for group_key, expires_at, reason in groups:
+        batch_id = c.execute(
+            """INSERT INTO mephisto_quals_audit_batch
+               (at, qualification, action, expires_at, reason, source, os_user) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            (now, qualification, action, expires_at, reason, source, user),
+        ).lastrowid
+        c.execute(f"UPDATE {batches} SET batch_id = ? WHERE key = ?", (batch_id, group_key))
+    c.execute(
+        f"""INSERT INTO mephisto_quals_audit_change (batch_id, worker_id, old_value, new_value, worker_name)
+            SELECT b.batch_id, s.worker_id, s.old_value, {new_value}, s.worker_name
+            FROM {table} s JOIN {batches} b ON b.key = s.bkey WHERE {where} ORDER BY s.seq"""
+    )
 
 
 def read(

@@ -14,15 +14,16 @@ and :func:`read` returns nothing.
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from datetime import datetime, timezone
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
 from mephisto_quals.store.audit import Change
-from mephisto_quals.store.mephisto import has_column, random_id
-from mephisto_quals.store.session import chunks
+from mephisto_quals.store.mephisto import RANDOM_ID_RANGE, has_column, random_id
+from mephisto_quals.store.session import chunks, savepoint
 
-__all__ = ["TABLE", "ReviewRow", "supported", "stamp", "instant", "record", "read"]
+__all__ = ["TABLE", "ReviewRow", "supported", "stamp", "instant", "record", "record_staged", "read"]
 
 TABLE = "worker_review"
 _COLUMNS = ("updated_qualification_id", "updated_qualification_value", "revoked_qualification_id", "review_note")
@@ -99,6 +100,35 @@ def record(conn: sqlite3.Connection, changes: Sequence[Change], qualification_id
                 if attempt == 19 or "UNIQUE" not in str(e).upper():
                     raise
     return len(changes)
+
+
+def record_staged(conn: sqlite3.Connection, table: str, where: str, columns: str, args: Tuple[Any, ...],
+              now: float) -> None:
+    """The ``worker_review`` rows (Mephisto 1.5.2) of the staged rows ``where`` selects (alias
+    ``s``), as ``new_worker_review`` writes them: ``columns`` gives worker_id through review_note,
+    with ``args``; random ids drawn into the table's ``review_id``, retried on a clash."""
+    c = conn
+    if not supported(c):
+        return
+    low, high = RANDOM_ID_RANGE
+    rng = random.SystemRandom()
+    seqs = [r[0] for r in c.execute(f"SELECT s.seq FROM {table} s WHERE {where}")]
+    c.executemany(f"UPDATE {table} SET review_id = ? WHERE seq = ?", [(rng.randint(low, high), q) for q in seqs])
+    sql = f"""INSERT INTO worker_review (id, worker_id, unit_id, updated_qualification_id,
+                  updated_qualification_value, revoked_qualification_id, status, review_note, task_id, bonus,
+                  creation_date)
+              SELECT s.review_id, {columns}, NULL, NULL, ? FROM {table} s WHERE {where} ORDER BY s.seq"""
+    for _ in range(20):  # Mephisto retries a clashing random id, so do we
+        try:
+            with savepoint(c):
+                c.execute(sql, (*args, stamp(now)))
+            return
+        except sqlite3.IntegrityError as e:
+            if "UNIQUE" not in str(e).upper():
+                raise
+            c.executemany(f"UPDATE {table} SET review_id = ? WHERE seq = ?",
+                          [(rng.randint(low, high), q) for q in seqs])
+    raise sqlite3.IntegrityError("worker_review: no free random id after 20 tries")
 
 
 def _ours(conn: sqlite3.Connection, rows: Sequence[ReviewRow]) -> Set[int]:

@@ -19,7 +19,7 @@ from typing import Any, Iterator, List, Optional, Sequence, TypeVar, Union
 from mephisto_quals.errors import DatabaseBusy, DatabaseError, SchemaError
 from mephisto_quals.store import schema
 
-__all__ = ["Session", "DatabaseLike", "database_path", "chunks", "session_for"]
+__all__ = ["Session", "DatabaseLike", "database_path", "chunks", "session_for", "savepoint"]
 
 T = TypeVar("T")
 #: A LocalMephistoDB (anything with ``db_path``) or the path of its ``database.db``.
@@ -190,3 +190,17 @@ def session_for(db: DatabaseLike, session: Optional[Session] = None, *, readonly
         yield own
     finally:
         own.close()
+
+
+@contextmanager
+def savepoint(conn: sqlite3.Connection, name: str = "mephisto_quals") -> Iterator[None]:
+    """A SAVEPOINT around some statements inside a transaction: on an error they alone are undone
+    (the transaction goes on), so a statement can be retried (a clashing random id)."""
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")

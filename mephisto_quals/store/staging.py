@@ -1,18 +1,13 @@
 """Staged bulk writes: rows wait in a TEMP table, then one short transaction applies them.
 
-Bulk grants and revokes hold SQLite's write lock while a live Mephisto run in another process
-waits for it (Mephisto's connections give up after 5 s). So everything that does not need the
-lock happens before it: the rows go into a connection-private TEMP table (its own database
-file, so filling it locks nothing of Mephisto's), and workers are looked up there in short
-read statements. Under the lock, a handful of set-based statements read each worker's current
-grant, write Mephisto's rows, our expiry and audit, and the review app's rows, all in C. The
-rows and dates left are exactly those of the per-row statements Mephisto runs
-(``INSERT ... (qualification_id, worker_id, value)`` in the given order, ``UPDATE ... SET
-value`` in place, ``DELETE`` by pair); the transaction stays all-or-nothing, and the gate sees
-the old list or the new one.
-
-A stage lives on one connection until :meth:`Stage.drop`. TEMP rows written inside a
-transaction roll back with it, so a dry run reads its outcomes before the rollback.
+A live Mephisto run in another process waits for our write lock (its connections give up after
+5 s). So all that can happens before the lock: the rows go into a connection-private TEMP table
+(its own file: filling it locks nothing of Mephisto's) and workers are looked up in short read
+statements. Under the lock, a few set-based statements read each worker's grant and write
+Mephisto's rows (exactly those of its per-row INSERT / UPDATE in place / DELETE by pair, in the
+given order), our expiry, the audit and the review app's rows. It stays all-or-nothing; the gate
+sees the old list or the new one. TEMP rows written in a transaction roll back with it, so a dry
+run reads its outcomes before the rollback.
 """
 
 from __future__ import annotations
@@ -21,10 +16,11 @@ import random
 import sqlite3
 from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
+from mephisto_quals.store import audit, reviews
 from mephisto_quals.store.grants import META_JOIN
 from mephisto_quals.store.mephisto import RANDOM_ID_RANGE, uses_random_ids
-from mephisto_quals.store.reviews import stamp
-from mephisto_quals.store.reviews import supported as reviews_supported
+from mephisto_quals.store.session import savepoint
+from mephisto_quals.store.workers import insert_workers
 
 __all__ = ["Stage", "StagedRow", "Outcome", "RESOLVE_CHUNK"]
 
@@ -212,13 +208,11 @@ class Stage:
         ids = "new_worker_id"
         if self.random_ids:
             try:
-                with _savepoint(c):
+                with savepoint(c):
                     made = c.execute(f"INSERT INTO workers (worker_id, worker_name, provider_type)"
                                      f" SELECT s.new_worker_id, s.name, s.provider {unseen} ORDER BY s.seq").rowcount
             except sqlite3.IntegrityError:  # a random id clashed (about 1 in 10^13): one by one, retried
-                rng = random.SystemRandom()
-                for name, provider in c.execute(f"SELECT s.name, s.provider {unseen} ORDER BY s.seq").fetchall():
-                    _insert_random_worker(c, name, provider, rng)
+                insert_workers(c, c.execute(f"SELECT s.name, s.provider {unseen} ORDER BY s.seq").fetchall())
                 made = -1
         else:
             made = c.execute(f"INSERT INTO workers (worker_name, provider_type)"
@@ -296,8 +290,9 @@ class Stage:
             (qual_id, now),
         )
         changed = "s.status IN ('granted', 'updated')"
-        self._audit(changed, qualification, "grant", now, source, user, "s.value")
-        self._review(changed, "s.worker_id, NULL, ?, s.value, NULL, 'grant', s.reason", (qual_id,), now)
+        audit.record_staged(c, _TABLE, _BATCHES, changed, qualification, "grant", now, source, user, "s.value")
+        reviews.record_staged(c, _TABLE, changed, "s.worker_id, NULL, ?, s.value, NULL, 'grant', s.reason", (qual_id,),
+                              now)
 
     def apply_revoke(self, qual_ids: Sequence[Tuple[str, int]], action: str, now: float, source: str,
                      user: str) -> None:
@@ -324,8 +319,8 @@ class Stage:
             c.execute(f"UPDATE {_TABLE} AS s SET status = 'revoked' WHERE {held}")
             c.execute(f"INSERT INTO {_REMOVED} SELECT s.seq, ?, s.worker_id, s.old_value FROM {_TABLE} s WHERE {held}",
                       (name,))
-            self._audit(held, name, action, now, source, user, "NULL")
-            self._review(held, "s.worker_id, NULL, NULL, NULL, ?, 'revoke', s.reason", (qid,), now)
+            audit.record_staged(c, _TABLE, _BATCHES, held, name, action, now, source, user, "NULL")
+            reviews.record_staged(c, _TABLE, held, "s.worker_id, NULL, NULL, NULL, ?, 'revoke', s.reason", (qid,), now)
             pairs = f"SELECT s.worker_id FROM {_TABLE} s WHERE {held}"
             c.execute(f"DELETE FROM granted_qualifications WHERE qualification_id = ? AND worker_id IN ({pairs})",
                       (qid,))
@@ -340,57 +335,6 @@ class Stage:
                 JOIN {_TABLE} s ON s.seq = r.seq ORDER BY r.seq, r.rowid"""
         )
         return [(r[0], int(r[1]), r[2], r[3]) for r in rows]
-
-    def _audit(self, where: str, qualification: str, action: str, now: float, source: str, user: str,
-               new_value: str) -> None:
-        """One audit batch per distinct (expiry, reason) among the rows ``where`` selects, then one
-        change row per worker, in the given order."""
-        c = self.conn
-        c.execute(f"DROP TABLE IF EXISTS {_BATCHES}")
-        c.execute(f"CREATE TABLE {_BATCHES} (key TEXT PRIMARY KEY, batch_id INTEGER, first INTEGER)")
-        c.execute(f"INSERT INTO {_BATCHES} (key, first) SELECT s.bkey, min(s.seq) FROM {_TABLE} s WHERE {where}"
-                  " GROUP BY s.bkey")
-        groups = c.execute(
-            f"""SELECT b.key, s.expires_at, s.reason FROM {_BATCHES} b JOIN {_TABLE} s ON s.seq = b.first
-                ORDER BY b.first"""
-        ).fetchall()
-        for group_key, expires_at, reason in groups:
-            batch_id = c.execute(
-                """INSERT INTO mephisto_quals_audit_batch
-                   (at, qualification, action, expires_at, reason, source, os_user) VALUES (?, ?, ?, ?, ?, ?, ?)""",
-                (now, qualification, action, expires_at, reason, source, user),
-            ).lastrowid
-            c.execute(f"UPDATE {_BATCHES} SET batch_id = ? WHERE key = ?", (batch_id, group_key))
-        c.execute(
-            f"""INSERT INTO mephisto_quals_audit_change (batch_id, worker_id, old_value, new_value, worker_name)
-                SELECT b.batch_id, s.worker_id, s.old_value, {new_value}, s.worker_name
-                FROM {_TABLE} s JOIN {_BATCHES} b ON b.key = s.bkey WHERE {where} ORDER BY s.seq"""
-        )
-
-    def _review(self, where: str, columns: str, args: Tuple[Any, ...], now: float) -> None:
-        """Mephisto 1.5.2's ``worker_review`` rows for the changes, as ``new_worker_review`` writes them."""
-        c = self.conn
-        if not reviews_supported(c):
-            return
-        low, high = RANDOM_ID_RANGE
-        rng = random.SystemRandom()
-        seqs = [r[0] for r in c.execute(f"SELECT s.seq FROM {_TABLE} s WHERE {where}")]
-        c.executemany(f"UPDATE {_TABLE} SET review_id = ? WHERE seq = ?", [(rng.randint(low, high), q) for q in seqs])
-        sql = f"""INSERT INTO worker_review (id, worker_id, unit_id, updated_qualification_id,
-                      updated_qualification_value, revoked_qualification_id, status, review_note, task_id, bonus,
-                      creation_date)
-                  SELECT s.review_id, {columns}, NULL, NULL, ? FROM {_TABLE} s WHERE {where} ORDER BY s.seq"""
-        for _ in range(20):  # Mephisto retries a clashing random id, so do we
-            try:
-                with _savepoint(c):
-                    c.execute(sql, (*args, stamp(now)))
-                return
-            except sqlite3.IntegrityError as e:
-                if "UNIQUE" not in str(e).upper():
-                    raise
-                c.executemany(f"UPDATE {_TABLE} SET review_id = ? WHERE seq = ?",
-                              [(rng.randint(low, high), q) for q in seqs])
-        raise sqlite3.IntegrityError("worker_review: no free random id after 20 tries")
 
     def tally(self, quiet_providers: Sequence[str]) -> Optional[Dict[str, int]]:
         """Status counts of the rows of ``quiet_providers`` (whose outcomes need no object each:
@@ -420,9 +364,7 @@ class Stage:
                        s.last, s.provider, l.status, l.old_value, l.old_expires, l.old_reason, l.row_id IS NOT NULL
                 FROM {_TABLE} s LEFT JOIN {_TABLE} l ON l.seq = (CASE WHEN s.last OR s.worker_id IS NULL THEN s.seq
                     ELSE (SELECT max(t.seq) FROM {_TABLE} t WHERE t.worker_id = s.worker_id) END)
-                {where} ORDER BY s.seq""",
-            list(skip),
-        )
+                {where} ORDER BY s.seq""", list(skip))
         earlier: Dict[int, Tuple[Any, ...]] = {}  # workers with more rows to come: the grant so far
         for row in rows:
             given, wid, wname, value, expires, reason, by_id, last, provider = row[:9]
@@ -456,32 +398,3 @@ class Stage:
     def drop(self) -> None:
         for table in (_TABLE, _BATCHES, _REMOVED):
             self.conn.execute(f"DROP TABLE IF EXISTS {table}")
-
-
-class _savepoint:
-    """A SAVEPOINT around one statement, so a failed statement can be retried inside a transaction."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("SAVEPOINT mephisto_quals_stage")
-
-    def __exit__(self, kind: Any, *exc: Any) -> None:
-        if kind is None:
-            self.conn.execute("RELEASE mephisto_quals_stage")
-        else:
-            self.conn.execute("ROLLBACK TO mephisto_quals_stage")
-            self.conn.execute("RELEASE mephisto_quals_stage")
-
-
-def _insert_random_worker(conn: sqlite3.Connection, name: str, provider: str, rng: random.Random) -> None:
-    for _ in range(20):
-        try:
-            conn.execute("INSERT INTO workers (worker_id, worker_name, provider_type) VALUES (?, ?, ?)",
-                         (rng.randint(*RANDOM_ID_RANGE), name, provider))
-            return
-        except sqlite3.IntegrityError as e:
-            if "worker_id" not in str(e) and "PRIMARY" not in str(e).upper():
-                raise
-    raise sqlite3.IntegrityError("workers: no free random id after 20 tries")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from mephisto_quals.store.mephisto import random_id, uses_random_ids
 from mephisto_quals.store.session import chunks
@@ -22,6 +22,7 @@ __all__ = [
     "parse_refs",
     "resolve_workers",
     "provider_types",
+    "insert_workers",
 ]
 
 #: Providers whose workers Mephisto names with a ``_sandbox`` suffix.
@@ -121,7 +122,7 @@ def resolve_workers(
         known = {row["worker_name"]: row["worker_id"] for row in rows}
         fresh = [r for r in part if r.name not in known]
         if create and fresh:
-            _insert_workers(conn, [(r.name, r.provider) for r in fresh])  # type: ignore[misc]
+            insert_workers(conn, [(r.name, r.provider) for r in fresh])  # type: ignore[misc]
             rows = conn.execute(
                 f"SELECT worker_id, worker_name FROM workers WHERE worker_name IN ({','.join('?' * len(fresh))})",
                 [r.name for r in fresh],
@@ -135,7 +136,7 @@ def resolve_workers(
     return found, missing
 
 
-def _insert_workers(conn: sqlite3.Connection, named: List[Tuple[str, str]]) -> None:
+def insert_workers(conn: sqlite3.Connection, named: Sequence[Tuple[str, str]]) -> None:
     """Insert workers as Mephisto does on this database: sequential ids on 1.1.1's schema,
     random 63-bit ids (retried on a clash) once Mephisto 1.4+ has migrated it."""
     if not uses_random_ids(conn, "workers"):

@@ -1,0 +1,144 @@
+"""How a staged bulk call runs: stage the rows, refuse what cannot be done, apply under the lock.
+
+Grants and revokes (:mod:`mephisto_quals.admin.grants`) share this frame: the rows go into a
+:class:`mephisto_quals.store.staging.Stage` and their workers are looked up before the write
+lock; refusals are decided there (all of them, with ``all_or_nothing``); then one transaction
+applies the call's writes; then the outcomes are read onto the report and the crowd side is
+told. A call says what it writes and how each worker reads in the report (:class:`Call`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, TypeVar
+
+from mephisto_quals.admin import crowd as crowd_sync
+from mephisto_quals.admin.reports import BulkReport, WorkerOutcome
+from mephisto_quals.errors import RowsRefused
+from mephisto_quals.store import Session, session_for, staging
+from mephisto_quals.store.audit import os_user
+
+__all__ = ["Call", "run_staged", "parts", "NOT_FOUND", "NO_CROWD", "SHOWN_REFUSALS"]
+
+T = TypeVar("T")
+Progress = Optional[Callable[[int], None]]
+
+#: Refusals listed one by one at most (the count is always given).
+SHOWN_REFUSALS = 200
+#: Providers with no crowd side to tell about a grant (admin.crowd does nothing for them).
+NO_CROWD = ("mock", "inhouse")
+
+
+def parts(rows: Iterable[T], size: int = staging.RESOLVE_CHUNK) -> Iterator[List[T]]:
+    """Consecutive lists of up to ``size`` items of any iterable (a generator is read once)."""
+    part: List[T] = []
+    for row in rows:
+        part.append(row)
+        if len(part) >= size:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
+#: Why a worker that was not found cannot be granted or revoked, by how they were named (by id?).
+NOT_FOUND = {True: "no Mephisto worker has this id", False: "Mephisto has never seen this worker"}
+
+
+class Call(NamedTuple):
+    """What one staged bulk call does under the lock and how it reports each worker."""
+
+    #: (stage, connection, OS user): the writes, inside the transaction.
+    apply: Callable[[staging.Stage, Any, str], None]
+    #: (outcome, report, OS user): one found worker's outcome and changes onto the report.
+    report: Callable[[staging.Outcome, BulkReport, str], None]
+    #: A worker not found, named by id (True) or name: their outcome, or None when that is a refusal.
+    missing: Callable[[str, bool], Optional[WorkerOutcome]]
+    #: Outcomes read as a revoke's (a later row naming the same worker finds nothing left).
+    revoke: bool = False
+    #: (stage, report, OS user): anything else the report takes from the stage once applied.
+    finish: Callable[[staging.Stage, BulkReport, str], None] = lambda stage, report, user: None
+
+
+def run_staged(
+    db: Any,
+    session: Optional[Session],
+    report: BulkReport,
+    rows: Iterable[staging.StagedRow],
+    refused: Dict[str, str],
+    call: Call,
+    check: Callable[[Any], Any],
+    dry_run: bool,
+    progress: Progress,
+    crowd: bool,
+    all_or_nothing: bool = False,
+    keep_outcomes: bool = True,
+    precheck: Optional[Callable[[Dict[str, str], Dict[str, int]], None]] = None,
+) -> BulkReport:
+    """Stage ``rows`` and look their workers up before the write lock; refuse what cannot be
+    done (everything, with ``all_or_nothing``); then ``call.apply`` in one transaction (the
+    caller's, if given; a dry run rolls back); then the outcomes, and the crowd side.
+
+    ``check(conn)`` raises for what makes the whole call impossible (an unknown qualification);
+    ``refused`` fills while ``rows`` is read (malformed worker names).
+    """
+    inside = session is not None and session.in_transaction
+    if dry_run and inside:
+        raise ValueError("dry_run inside a caller's transaction: roll the caller's transaction back instead")
+    user = os_user()
+    with session_for(db, session) as s:
+        check(s.conn)
+        stage = staging.Stage(s.conn)
+        try:
+            for part in parts(rows):
+                stage.add(part)
+                if progress:
+                    progress(len(part))
+            stage.resolve()
+            if not call.revoke:
+                stage.plan_new_workers()
+            failures = dict(refused)
+            lines: Dict[str, int] = {}
+            for given, by_id, line in stage.missing(by_id_only=True):  # a name not found is no refusal
+                if call.missing(given, by_id) is None:
+                    failures[given] = NOT_FOUND[by_id]
+                    if line is not None:
+                        lines[given] = line
+            if all_or_nothing:
+                _, repeats = stage.conflicts(SHOWN_REFUSALS)
+                for given, first, line in repeats:
+                    failures[given] = f"is also on line {first} with a different value, expiry or reason"
+                    if line is not None:
+                        lines[given] = line
+                if precheck is not None:
+                    precheck(failures, lines)
+                if failures:
+                    raise RowsRefused(failures, lines)
+            report.outcomes += [WorkerOutcome(w, "failed", error=why) for w, why in refused.items()]
+
+            def collect() -> None:
+                counted = None if keep_outcomes else stage.tally(NO_CROWD)
+                if counted is not None:
+                    report.tally.update(counted)
+                for o in stage.outcomes(call.revoke, skip=() if counted is None else NO_CROWD):
+                    if o.status == "missing":
+                        found = call.missing(o.given, o.by_id)
+                        report.outcomes.append(found or WorkerOutcome(o.given, "failed", error=NOT_FOUND[o.by_id]))
+                    else:
+                        call.report(o, report, user)
+                    if not keep_outcomes and report.outcomes and report.outcomes[-1].ok:
+                        report.tally[report.outcomes.pop().status] += 1
+                call.finish(stage, report, user)
+
+            holds = len(s.write_holds)
+            with s.transaction(rollback=dry_run) as conn:
+                call.apply(stage, conn, user)
+                if dry_run or inside:  # TEMP rows roll back with the transaction: read them first
+                    collect()
+            if not (dry_run or inside):
+                collect()
+            report.lock_held = sum(s.write_holds[holds:])
+        finally:
+            stage.drop()
+    if crowd and not dry_run and not inside:
+        crowd_sync.sync_report(db, report)
+    return report
