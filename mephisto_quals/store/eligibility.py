@@ -182,7 +182,11 @@ def _terms(checks: Sequence[Check]) -> List[Optional[_Term]]:
 
 
 def _value_sql(term: _Term, alias: str, params: Dict[str, Any]) -> str:
-    """SQL true for a grant row ``alias`` of the term's qualification that meets its comparison."""
+    """SQL true for a grant row ``alias`` of the term's qualification that meets its comparison.
+
+    The value is compared as ``+alias.value``, never as an index constraint: a look-up by
+    (qualification, worker) then tests the one row it finds, where ``value IN (...)`` would be a
+    seek per listed value."""
     if term.value is None:
         return "1"
 
@@ -192,8 +196,8 @@ def _value_sql(term: _Term, alias: str, params: Dict[str, Any]) -> str:
         return f":{name}"
 
     if isinstance(term.value, tuple):
-        return f"{alias}.value {_LISTS[term.comparator]} ({', '.join(bind(v) for v in term.value)})"
-    return f"{alias}.value {_SCALAR_SQL[term.comparator]} {bind(term.value)}"
+        return f"+{alias}.value {_LISTS[term.comparator]} ({', '.join(bind(v) for v in term.value)})"
+    return f"+{alias}.value {_SCALAR_SQL[term.comparator]} {bind(term.value)}"
 
 
 class _Sets:
@@ -283,7 +287,10 @@ class _Sets:
         if self.hopeless or not self.population or any(n == 0 for n in passes.values()):
             return None
         params: Dict[str, Any] = {}
-        rest = sorted(self.terms, key=lambda t: passes[t])
+        # A value comparison passes holders only: an Exists on the same qualification adds nothing.
+        valued = {t.qual_id for t in self.terms if t.value is not None and not t.negative}
+        rest = sorted((t for t in self.terms if t.comparator != "Exists" or t.qual_id not in valued),
+                      key=lambda t: passes[t])
         positive = [t for t in rest if not t.negative]
         if self.indexed and positive and not self.small:
             first = positive[0]
