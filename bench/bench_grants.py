@@ -345,55 +345,60 @@ def _drop_grants_index(path: str) -> None:
         conn.close()
 
 
-def _grant_10k(folder: str, source: str, ids: Sequence[str], indexed: bool, rounds: int) -> float:
-    """Best time of ``grants.grant`` of a new qualification to 10,000 of the workers, each round on a
-    fresh copy of ``source``; without the index (0.2.0's writer: it never makes one) when not indexed."""
-    best = float("inf")
-    for attempt in range(rounds):
-        target = os.path.join(folder, f"grant-copy-{int(indexed)}-{attempt}.db")
-        shutil.copyfile(source, target)
-        if not indexed:
-            _drop_grants_index(target)
-        saved = schema.missing_indexes
-        if not indexed:
-            schema.missing_indexes = lambda conn: False  # type: ignore[assignment]
-        try:
-            start = time.perf_counter()
-            report = grants.grant(target, "fresh", ids[:10_000], create=True, crowd=False)
-            best = min(best, time.perf_counter() - start)
-        finally:
-            schema.missing_indexes = saved  # type: ignore[assignment]
-        assert report.ok and report.counts() == {"granted": min(10_000, len(ids))}, report.summary()
-        check = sqlite3.connect(target)
-        try:
-            assert schema.has_grants_index(check) == indexed
-        finally:
-            check.close()
-        os.remove(target)
-    return best
+def _grant_once(folder: str, source: str, ids: Sequence[str], indexed: bool, attempt: int) -> float:
+    """``grants.grant`` of a new qualification to 10,000 of the workers on a fresh copy of ``source``;
+    without the index (0.2.0's writer: it never makes one) when not indexed."""
+    target = os.path.join(folder, f"grant-copy-{int(indexed)}-{attempt}.db")
+    shutil.copyfile(source, target)
+    saved = schema.missing_indexes
+    if not indexed:
+        _drop_grants_index(target)
+        schema.missing_indexes = lambda conn: False  # type: ignore[assignment]
+    try:
+        start = time.perf_counter()
+        report = grants.grant(target, "fresh", ids[:10_000], create=True, crowd=False)
+        took = time.perf_counter() - start
+    finally:
+        schema.missing_indexes = saved  # type: ignore[assignment]
+    assert report.ok and report.counts() == {"granted": min(10_000, len(ids))}, report.summary()
+    check = sqlite3.connect(target)
+    try:
+        assert schema.has_grants_index(check) == indexed
+    finally:
+        check.close()
+    os.remove(target)
+    return took
 
 
-def _insert_10k(folder: str, source: str, rows: Sequence[Tuple[int, int, int]], indexed: bool, rounds: int) -> float:
-    """Best time of one transaction inserting ``rows`` (qualification, worker, value) straight into
-    ``granted_qualifications``, with or without our index: its maintenance cost alone."""
-    best = float("inf")
+def _insert_once(folder: str, source: str, rows: Sequence[Tuple[int, int, int]], indexed: bool, attempt: int) -> float:
+    """One transaction inserting ``rows`` (qualification, worker, value) straight into
+    ``granted_qualifications`` of a fresh copy, with or without our index: its maintenance cost alone."""
+    target = os.path.join(folder, f"insert-copy-{int(indexed)}-{attempt}.db")
+    shutil.copyfile(source, target)
+    if not indexed:
+        _drop_grants_index(target)
+    conn = sqlite3.connect(target, isolation_level=None)
+    try:
+        start = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO granted_qualifications (qualification_id, worker_id, value) VALUES (?, ?, ?)", rows
+        )
+        conn.execute("COMMIT")
+        took = time.perf_counter() - start
+    finally:
+        conn.close()
+    os.remove(target)
+    return took
+
+
+def _with_and_without(rounds: int, once: Callable[[bool, int], float]) -> Tuple[float, float]:
+    """Best of ``rounds`` with the index and without, the rounds interleaved (the machine's load hits both)."""
+    times: Dict[bool, List[float]] = {True: [], False: []}
     for attempt in range(rounds):
-        target = os.path.join(folder, f"insert-copy-{int(indexed)}-{attempt}.db")
-        shutil.copyfile(source, target)
-        if not indexed:
-            _drop_grants_index(target)
-        conn = sqlite3.connect(target, isolation_level=None)
-        try:
-            start = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT INTO granted_qualifications (qualification_id, worker_id, value) VALUES (?, ?, ?)",
-                             rows)
-            conn.execute("COMMIT")
-            best = min(best, time.perf_counter() - start)
-        finally:
-            conn.close()
-        os.remove(target)
-    return best
+        for indexed in (True, False):
+            times[indexed].append(once(indexed, attempt))
+    return min(times[True]), min(times[False])
 
 
 def bench_forecast(folder: str, n: int, rng: random.Random) -> Result:
@@ -474,8 +479,9 @@ def bench_forecast(folder: str, n: int, rng: random.Random) -> Result:
     t_sample = time.perf_counter() - start
     t_meph = t_sample / max(len(held_all), 1) * n
 
-    t_grant_idx = _grant_10k(folder, pristine, ids, True, FORECAST_ROUNDS)
-    t_grant_plain = _grant_10k(folder, pristine, ids, False, FORECAST_ROUNDS)
+    t_grant_idx, t_grant_plain = _with_and_without(
+        FORECAST_ROUNDS, lambda indexed, attempt: _grant_once(folder, pristine, ids, indexed, attempt)
+    )
     conn = sqlite3.connect(pristine)
     try:  # 10,000 workers who lack f0: their rows go into the middle of f0's range of the index
         lacking = [r[0] for r in conn.execute(
@@ -488,8 +494,12 @@ def bench_forecast(folder: str, n: int, rng: random.Random) -> Result:
         "a new qualification": [(max(qids.values()) + 1, int(w), 1) for w in ids[:10_000]],
         "an existing one (f0)": [(qids["f0"], w, 1) for w in lacking],
     }
-    t_inserts = {k: (_insert_10k(folder, pristine, rows, True, FORECAST_ROUNDS),
-                     _insert_10k(folder, pristine, rows, False, FORECAST_ROUNDS)) for k, rows in inserts.items()}
+    t_inserts = {
+        what: _with_and_without(
+            FORECAST_ROUNDS, lambda indexed, attempt, rows=rows: _insert_once(folder, pristine, rows, indexed, attempt)
+        )
+        for what, rows in inserts.items()
+    }
     os.remove(pristine)
 
     checks_ok = {
