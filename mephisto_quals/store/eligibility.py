@@ -13,10 +13,12 @@ database, ``qual_id`` None, is held by nobody):
   pass and keeps a worker only while each other requirement holds for them (an index lookup
   each, the most eliminating first). :func:`counts` returns numbers only; :func:`verdicts`
   also the population and who passes, for a per-worker answer. With our index
-  (``schema.GRANTS_INDEX``, qualification first) each qualification's grants are one range of
-  it; without it (a database no writing session of this version opened since Mephisto rebuilt
-  the table) the per-qualification counts take one scan of the table and the walk starts from
-  the population: slower, the same answers.
+  (``schema.GRANTS_INDEX``, qualification first, covering worker and value) each
+  qualification's grants are one range of it. Without it (a database no writing session of
+  this version opened since Mephisto rebuilt the table), and for a population smaller than
+  :data:`SMALL_POPULATION`, the counts and the walk look each worker of the population up
+  instead (in Mephisto's ``UNIQUE (worker_id, qualification_id)`` index when ours is missing):
+  slower on a large population, the same answers.
 - :func:`masks` / :func:`passing_masks`, one statement per batch of up to :data:`BATCH`
   requirements building a bit mask per worker with correlated sums: kept as the plain form of
   the rule (the tests compare the two).
