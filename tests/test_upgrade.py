@@ -24,12 +24,13 @@ import pytest
 from mephisto.abstractions.databases.local_database import LocalMephistoDB
 
 from mephisto_quals.admin import grants
+from mephisto_quals.admin.eligibility import eligible_counts
 from mephisto_quals.compile import comparators as cmp
 from mephisto_quals.compile.requirements import Requirement
 from mephisto_quals.integration import gate
 from mephisto_quals.integration.mixin import holder_count
 from mephisto_quals.store.mephisto import RANDOM_ID_RANGE, mephisto_migrations, uses_random_ids
-from mephisto_quals.store.schema import SCHEMA_VERSION, schema_version
+from mephisto_quals.store.schema import SCHEMA_VERSION, has_grants_index, schema_version
 from mephisto_quals.store.session import Session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,11 +234,16 @@ def test_plugin_database_from_1_1_1_keeps_every_row_when_mephisto_migrates_it(bu
     assert {w["worker_name"] for w in before["workers"]} == {f"{n}_sandbox" for n in ("alice", "bob", "carol", "dave")}
     assert [b["reason"] for b in before["audit_batch"]] == ["pilot week", "vetted", "left"]
     assert sum(m["expires_at"] is not None for m in before["meta"]) == 3
+    assert has_grants_index(connect(path))  # our index on Mephisto's grant table is there during the upgrade
 
     open_with_mephisto(path)
     assert migration_status(path) == {name: "completed" for name in MIGRATIONS}
     assert "workers" in tables(path) and "_workers" not in tables(path)
     assert snapshot(path) == before
+    assert connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert not has_grants_index(connect(path))  # the table rebuild dropped it, with no error
+    trusted = [Requirement("trusted", cmp.EXISTS, None, "test", "test")]
+    assert eligible_counts(str(path), trusted, now=T0).per_check == [1]  # dave; readers need no index
     conn = connect(path)
     try:
         dates = conn.execute("SELECT update_date, creation_date FROM granted_qualifications").fetchall()
@@ -257,8 +263,11 @@ def test_plugin_database_from_1_1_1_keeps_every_row_when_mephisto_migrates_it(bu
     assert grants.grant(str(path), "trusted", ["erin"], provider="mock").counts() == {"granted": 1}
     low, high = RANDOM_ID_RANGE
     assert low <= int(worker_ids(path)["erin"]) <= high
+    assert has_grants_index(connect(path))  # our next writing session put the index back
+    assert eligible_counts(str(path), trusted, now=T0).per_check == [2]  # dave and erin
     open_with_mephisto(path)  # a second open is clean too
     assert migration_status(path) == {name: "completed" for name in MIGRATIONS}
+    assert has_grants_index(connect(path))  # and keeps it
 
 
 def run_history(path: Path, tmp_path: Path) -> str:
@@ -278,7 +287,7 @@ def test_0_1_layout_upgraded_by_us_first_then_migrated_by_mephisto(built_on_1_1_
     path = copy_of(built_on_1_1_1, "legacy.db", tmp_path)
     before = snapshot(path)
     Session.open(str(path)).close()  # our migration: drops 0.1's view, keeps the rows
-    assert schema_version(connect(path)) == SCHEMA_VERSION
+    assert schema_version(connect(path)) == SCHEMA_VERSION and has_grants_index(connect(path))
     upgraded = snapshot(path)
     assert {k: v for k, v in upgraded.items() if k != "meta"} == {k: v for k, v in before.items() if k != "meta"}
     created = {g["granted_qualification_id"]: g["creation_date"] for g in before["grants"]}
@@ -398,6 +407,7 @@ def test_mephistos_database_first_then_our_tables_is_clean(tmp_path: Path) -> No
         assert random_ids == bool(MIGRATIONS)
         grants.grant(db, "vip", ["alice"], provider="mock", create=True, reason="r", expires_in="1h")
         assert schema_version(connect(path)) == SCHEMA_VERSION and naming_mephisto_tables(path) == {}
+        assert has_grants_index(connect(path))
         (qualification,) = db.find_qualifications("vip")
         assert holder_count(db, qualification.db_id) == 1
     finally:
@@ -410,6 +420,7 @@ def test_mephistos_database_first_then_our_tables_is_clean(tmp_path: Path) -> No
     assert snapshot(path) == before
     assert connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert holds(path, "alice", "vip", 0.0)
+    assert has_grants_index(connect(path))
 
 
 def test_nothing_of_ours_calls_mephistos_deprecated_grant_lookup() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -35,6 +34,7 @@ __all__ = [
     "explain",
     "forecast",
     "eligible_workers",
+    "eligible_counts",
     "cost_notes",
 ]
 
@@ -208,6 +208,11 @@ class Forecast:
     prolific: List[str] = field(default_factory=list)
 
 
+def _checks(s: Session, requirements: Sequence[Requirement]) -> List[eligibility_store.Check]:
+    ids = qual_store.find_ids(s.conn, list(dict.fromkeys(r.qualification for r in requirements)))
+    return [eligibility_store.Check(ids.get(r.qualification), r.comparator, r.value) for r in requirements]
+
+
 def eligible_workers(
     db: Any,
     requirements: Sequence[Requirement],
@@ -217,30 +222,34 @@ def eligible_workers(
 ) -> Tuple[Dict[int, bool], List[int]]:
     """worker_id -> passes every requirement, plus how many pass each requirement alone.
 
-    Set-based: one SQL statement for all workers and requirements (store.eligibility), with the
-    gate's verdicts. A qualification not yet in the DB counts as held by nobody: the mixin
-    creates it at launch. A worker id given twice counts once.
+    Set-based (store.eligibility.verdicts: a few statements for all workers, in one read
+    transaction), with the gate's verdicts. A qualification not yet in the DB counts as held by
+    nobody: the mixin creates it at launch. A worker id given twice counts once. When only the
+    numbers are needed, :func:`eligible_counts` skips the per-worker answer.
     """
     now = time.time() if now is None else now
-    with Session.open(db, readonly=True) as s:
-        ids = qual_store.find_ids(s.conn, list(dict.fromkeys(r.qualification for r in requirements)))
-        checks = [eligibility_store.Check(ids.get(r.qualification), r.comparator, r.value) for r in requirements]
-        found = eligibility_store.passing_masks(s.conn, checks, now, provider_type, worker_ids)
-    batch = eligibility_store.BATCH
-    full = [(1 << len(checks[b : b + batch])) - 1 for b in range(0, len(checks), batch)] or [0]
-    verdict = {wid: all(m & f == f for m, f in zip(ms, full, strict=True)) for wid, ms in found.items()}
-    tally = Counter(tuple(ms) for ms in found.values())  # few distinct masks: count each once
-    per_requirement = [
-        sum(n for ms, n in tally.items() if ms[i // batch] >> (i % batch) & 1) for i in range(len(checks))
-    ]
-    return verdict, per_requirement
+    with Session.open(db, readonly=True) as s, s.transaction():
+        return eligibility_store.verdicts(s.conn, _checks(s, requirements), now, provider_type, worker_ids)
+
+
+def eligible_counts(
+    db: Any,
+    requirements: Sequence[Requirement],
+    worker_ids: Optional[Sequence[int]] = None,
+    provider_type: Optional[str] = None,
+    now: Optional[float] = None,
+) -> eligibility_store.Counts:
+    """The numbers of :func:`eligible_workers` without a row per worker: the population's size,
+    how many pass every requirement, and how many pass each one alone (what ``forecast`` prints)."""
+    now = time.time() if now is None else now
+    with Session.open(db, readonly=True) as s, s.transaction():
+        return eligibility_store.counts(s.conn, _checks(s, requirements), now, provider_type, worker_ids)
 
 
 def forecast(db: Any, task: Optional[str] = None, config: Any = None, now: Optional[float] = None) -> Forecast:
     """Known workers (of the task's provider type) passing every local requirement."""
     tq = load_task(db, task, config)
-    verdict, per = eligible_workers(db, tq.checks, provider_type=tq.provider_type, now=now)
-    passing = sum(verdict.values())
+    known, passing, per = eligible_counts(db, tq.checks, provider_type=tq.provider_type, now=now)
     warnings = []
     if passing == 0:
         warnings.append("no known worker passes every local requirement: nobody could work on this task yet")
@@ -248,4 +257,4 @@ def forecast(db: Any, task: Optional[str] = None, config: Any = None, now: Optio
         warnings.append("provider-side requirements (MTurk / Prolific) are not counted: only the provider knows them")
     warnings += [f"cost: {note}" for note in cost_notes(tq.plan)]
     prolific = prolific_side.forecast_lines(db, tq.plan, tq.run_config.blueprint, tq.provider_type)
-    return Forecast(tq, len(verdict), passing, list(zip(tq.checks, per, strict=True)), warnings + prolific, prolific)
+    return Forecast(tq, known, passing, list(zip(tq.checks, per, strict=True)), warnings + prolific, prolific)

@@ -1,8 +1,13 @@
 """mephisto-quals' own tables in Mephisto's database file, with a recorded schema version.
 
-Nothing here references a Mephisto table: Mephisto 1.4+ rebuilds its tables in its first
+No view or trigger here names a Mephisto table: Mephisto 1.4+ rebuilds its tables in its first
 migration, and a view or trigger of ours that named one (0.1's audit view joined ``workers``)
 made that migration fail and left the database half-migrated. Version 2 removes that view.
+
+One index of ours lives on a Mephisto table (:data:`GRANTS_INDEX`, for eligibility counts). An
+index goes with its table when the migration drops it, without an error (tested with a real
+1.1.1 -> 1.5.2 upgrade), so it is not part of the version: every writing session puts it back
+when it is missing (:func:`missing_indexes`, :func:`ensure_indexes`), and readers never need it.
 """
 
 from __future__ import annotations
@@ -10,7 +15,18 @@ from __future__ import annotations
 import sqlite3
 from typing import Dict, List, Optional
 
-__all__ = ["SCHEMA_VERSION", "TABLES", "schema_version", "ensure_schema", "add_stand_ins", "our_objects"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "TABLES",
+    "GRANTS_INDEX",
+    "schema_version",
+    "ensure_schema",
+    "ensure_indexes",
+    "missing_indexes",
+    "has_grants_index",
+    "add_stand_ins",
+    "our_objects",
+]
 
 #: The layout this code reads and writes. 1 = mephisto-quals 0.1 (unversioned), 2 = 0.2's first layout,
 #: 3 = adds the Prolific participant-group mapping.
@@ -122,6 +138,45 @@ INDEXES: List[str] = [
 ]
 
 
+#: Our index on Mephisto's ``granted_qualifications``, qualification first: Mephisto's only index
+#: there is ``UNIQUE (worker_id, qualification_id)``, so without this one reading the grants of one
+#: qualification scans the whole table. It covers what eligibility reads (worker, value; the row id
+#: comes with every index).
+GRANTS_INDEX = "mephisto_quals_grants_by_qualification"
+GRANTS_INDEX_COLUMNS = ("qualification_id", "worker_id", "value")
+GRANTS_INDEX_SQL = (
+    f"CREATE INDEX IF NOT EXISTS {GRANTS_INDEX} ON granted_qualifications ({', '.join(GRANTS_INDEX_COLUMNS)})"
+)
+
+
+def has_grants_index(conn: sqlite3.Connection) -> bool:
+    """Whether :data:`GRANTS_INDEX` is there, on the columns this code reads through it."""
+    found = conn.execute(
+        "SELECT 1 FROM main.sqlite_master WHERE type = 'index' AND name = ? AND tbl_name = 'granted_qualifications'",
+        (GRANTS_INDEX,),
+    ).fetchone()
+    if found is None:
+        return False
+    columns = tuple(r[2] for r in conn.execute(f"PRAGMA main.index_info({GRANTS_INDEX})"))
+    return columns == GRANTS_INDEX_COLUMNS
+
+
+def missing_indexes(conn: sqlite3.Connection) -> bool:
+    """Whether a writing session has an index of ours on a Mephisto table to (re)create: Mephisto
+    1.4+'s first migration rebuilds ``granted_qualifications`` and the index goes with it."""
+    return not has_grants_index(conn)
+
+
+def ensure_indexes(conn: sqlite3.Connection) -> bool:
+    """(Re)create our index on Mephisto's grants; the caller holds a write transaction. Returns
+    whether it was built (about half a second for 700,000 grant rows, once)."""
+    if has_grants_index(conn):
+        return False
+    conn.execute(f"DROP INDEX IF EXISTS {GRANTS_INDEX}")  # a same-named index on other columns
+    conn.execute(GRANTS_INDEX_SQL)
+    return True
+
+
 def our_objects(conn: sqlite3.Connection) -> Dict[str, str]:
     """name -> type of every table, view, index and trigger of ours."""
     return dict(conn.execute("SELECT name, type FROM sqlite_master WHERE name LIKE 'mephisto_quals%'").fetchall())
@@ -215,7 +270,7 @@ def ensure_schema(conn: sqlite3.Connection) -> bool:
     transaction. Returns whether anything changed."""
     version = schema_version(conn)
     if version == SCHEMA_VERSION:
-        return False
+        return ensure_indexes(conn)
     if version is not None and version > SCHEMA_VERSION:
         from mephisto_quals.errors import SchemaError
 
@@ -230,6 +285,7 @@ def ensure_schema(conn: sqlite3.Connection) -> bool:
     _to_v3(conn)
     for statement in INDEXES + [AUDIT_VIEW, AUDIT_INSERT]:
         conn.execute(statement)
+    ensure_indexes(conn)
     conn.execute(f"DROP VIEW IF EXISTS {VERSION_TABLE}")
     conn.execute(f"CREATE VIEW {VERSION_TABLE} AS SELECT {int(SCHEMA_VERSION)} AS version")
     return True

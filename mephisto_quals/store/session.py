@@ -100,7 +100,9 @@ class Session:
 
     def _prepare(self, upgradable: bool = False) -> None:
         version = schema.schema_version(self.conn)
-        if version == schema.SCHEMA_VERSION or (self.readonly and upgradable):
+        if self.readonly and (version == schema.SCHEMA_VERSION or upgradable):
+            return
+        if version == schema.SCHEMA_VERSION and not schema.missing_indexes(self.conn):
             return
         if self.readonly:
             if version is None:
