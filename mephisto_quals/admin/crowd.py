@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from mephisto_quals.admin.reports import BulkReport
 from mephisto_quals.integration.retake import has_crowd_side
@@ -68,17 +68,22 @@ def _mephisto_db(db: Any) -> Any:
     return LocalMephistoDB(database_path=str(db))
 
 
-def sync_changes(db: Any, changes: Sequence[Change]) -> List[CrowdFailure]:
+def sync_changes(db: Any, changes: Sequence[Change], known: Optional[Dict[int, str]] = None) -> List[CrowdFailure]:
     """Send committed ``changes`` to each worker's crowd provider; returns what failed.
 
     Call only after the local transaction committed. Workers on providers without a crowd
-    side are skipped without loading anything from Mephisto.
+    side are skipped without loading anything from Mephisto. ``known`` (worker_id -> provider
+    type, from the call that made the changes; workers missing from it have no crowd side)
+    saves reading the provider types again.
     """
     relevant = [c for c in changes if c.action in GRANTING | REVOKING]
     if not relevant:
         return []
-    with session_for(db, None, readonly=True) as s:
-        providers = provider_types(s.conn, [c.worker_id for c in relevant])
+    if known is not None:
+        providers = known
+    else:
+        with session_for(db, None, readonly=True) as s:
+            providers = provider_types(s.conn, [c.worker_id for c in relevant])
     relevant = [c for c in relevant if providers.get(int(c.worker_id)) in CROWD_PROVIDERS]
     if not relevant:
         return []
@@ -114,7 +119,7 @@ def sync_report(db: Any, report: BulkReport) -> List[CrowdFailure]:
     Callers that ran a grant inside their own transaction (``session=``) call this after
     their commit; ``admin.grants`` calls it itself otherwise.
     """
-    failures = sync_changes(db, report.changes)
+    failures = sync_changes(db, report.changes, report.provider_types)
     for f in failures:
         report.crowd_errors.append(f.explain())
         for o in report.outcomes:

@@ -131,6 +131,7 @@ def grant_rows(
     all_or_nothing: bool = False,
     keep_outcomes: bool = True,
     precheck: Optional[Callable[[Dict[str, str], Dict[str, int]], None]] = None,
+    _once: bool = False,
 ) -> BulkReport:
     """Grant one qualification with its own value, provider, expiry and reason per worker,
     all in one transaction (what ``import`` of a CSV needs).
@@ -191,7 +192,7 @@ def grant_rows(
 
     call = bulk.Call(apply, outcome, lambda given, by_id: None if by_id else _created(given))
     return bulk.run_staged(db, session, report, staged(), refused, call, check, dry_run, progress, crowd,
-                           all_or_nothing, keep_outcomes, precheck)
+                           all_or_nothing, keep_outcomes, precheck, repeats=not _once)
 
 
 def _created(given: str) -> Optional[WorkerOutcome]:
@@ -216,7 +217,7 @@ def set_values(
     now = time.time() if now is None else now
     expiry = expiry_from(expires_in, expires_at, now)
     rows = [GrantRow(w, v, provider, expiry, reason) for w, v in values.items()]
-    return grant_rows(db, qualification, rows, now=now, **kwargs)
+    return grant_rows(db, qualification, rows, now=now, _once=True, **kwargs)  # a dict names each worker once
 
 
 def grant(db: Any, qualification: str, workers: Workers, value: int = 1, **kwargs: Any) -> BulkReport:
@@ -266,7 +267,7 @@ def _remove(
     rows = (staging.StagedRow(r.given, r.worker_id, r.name, r.provider, reason=reason) for r in refs)
     call = bulk.Call(apply, outcome, lambda given, by_id: None if by_id else WorkerOutcome(given, "not held"),
                  True, removed)
-    return bulk.run_staged(db, session, report, rows, refused, call, check, dry_run, progress, crowd)
+    return bulk.run_staged(db, session, report, rows, refused, call, check, dry_run, progress, crowd, repeats=False)
 
 
 def revoke(

@@ -57,6 +57,9 @@ class BulkReport(OutcomeCounts):
     changes: List[Any] = field(default_factory=list, repr=False, compare=False)
     #: Provider calls that failed after the local change committed (admin.crowd).
     crowd_errors: List[str] = field(default_factory=list)
+    #: worker_id -> provider type of changed workers whose provider may have a crowd side (the
+    #: crowd sync reads it instead of the database); None: unknown, look them up.
+    provider_types: Optional[Dict[int, str]] = field(default=None, compare=False, repr=False)
     #: Outcomes counted but not kept (a streamed import keeps only its failures).
     tally: Counter = field(default_factory=Counter, compare=False, repr=False)
     #: Seconds this call held SQLite's write lock (0 inside a caller's transaction: the caller's hold).

@@ -69,8 +69,11 @@ class Outcome(NamedTuple):
 class Stage:
     """A TEMP table of rows for one bulk call on one connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, repeats: bool = True) -> None:
+        """``repeats=False``: the caller gives each worker once (a plain, faster table, indexed
+        after loading); else a repeat of a row's (given, provider) merges into it (see _insert)."""
         self.conn = conn
+        self.repeats = repeats
         conn.execute(f"DROP TABLE IF EXISTS {_TABLE}")
         conn.execute(f"DROP TABLE IF EXISTS {_BATCHES}")
         conn.execute(
@@ -82,19 +85,25 @@ class Stage:
                 status TEXT, old_value INTEGER, shown_old INTEGER, old_expires REAL, old_reason TEXT,
                 row_id INTEGER, created TEXT,
                 new_worker_id INTEGER, review_id INTEGER, line INTEGER, conflict INTEGER, bkey TEXT, rank INTEGER,
-                UNIQUE (given, pkey))"""
+                ptype TEXT
+                {", UNIQUE (given, pkey)" if repeats else ""})"""
         )
-        conn.execute("CREATE INDEX temp.mephisto_quals_stage_name ON mephisto_quals_stage (name)")
+        if repeats:
+            conn.execute("CREATE INDEX temp.mephisto_quals_stage_name ON mephisto_quals_stage (name)")
         self.size = 0
 
     def add(self, rows: Iterable[StagedRow]) -> int:
         """Stage rows in the order given; returns how many were read."""
         before = self.size
         batch: List[Tuple[Any, ...]] = []
+        keys: Dict[Tuple[Any, Any], str] = {}  # the audit batch key of each (expiry, reason), made once
         for r in rows:
             self.size += 1
+            key = keys.get((r.expires_at, r.reason))
+            if key is None:
+                key = keys[(r.expires_at, r.reason)] = f"{r.expires_at!r},{r.reason!r}"
             batch.append((self.size, r.given, r.worker_id, r.name, r.provider, r.provider or "", r.value, r.expires_at,
-                          r.reason, r.line, f"{r.expires_at!r},{r.reason!r}"))
+                          r.reason, r.line, key))
             if len(batch) >= RESOLVE_CHUNK:
                 self._insert(batch)
                 batch = []
@@ -105,9 +114,14 @@ class Stage:
     def _insert(self, batch: Sequence[Tuple[Any, ...]]) -> None:
         # The same worker given twice: one row, in the first one's place, with the last one's grant;
         # the first repeat that differs is remembered (see conflicts).
+        insert = f"""INSERT INTO {_TABLE}
+                     (seq, given, by_id, name, provider, pkey, value, expires_at, reason, line, bkey)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+        if not self.repeats:
+            self.conn.executemany(insert, batch)
+            return
         self.conn.executemany(
-            f"""INSERT INTO {_TABLE} (seq, given, by_id, name, provider, pkey, value, expires_at, reason, line, bkey)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            f"""{insert}
                 ON CONFLICT (given, pkey) DO UPDATE SET
                     value = excluded.value, expires_at = excluded.expires_at, reason = excluded.reason,
                     bkey = excluded.bkey,
@@ -134,18 +148,21 @@ class Stage:
         for low in range(1, self.size + 1, RESOLVE_CHUNK):
             span = (low, low + RESOLVE_CHUNK - 1)
             self.conn.execute(
-                f"""UPDATE {_TABLE} SET (worker_id, worker_name) = (
-                        SELECT w.worker_id, w.worker_name FROM workers w WHERE w.worker_id = {_TABLE}.by_id)
+                f"""UPDATE {_TABLE} SET (worker_id, worker_name, ptype) = (
+                        SELECT w.worker_id, w.worker_name, w.provider_type FROM workers w
+                        WHERE w.worker_id = {_TABLE}.by_id)
                     WHERE seq BETWEEN ? AND ? AND worker_id IS NULL AND by_id IS NOT NULL""",
                 span,
             )
             self.conn.execute(
-                f"""UPDATE {_TABLE} SET (worker_id, worker_name) = (
-                        SELECT w.worker_id, w.worker_name FROM workers w WHERE w.worker_name = {_TABLE}.name)
+                f"""UPDATE {_TABLE} SET (worker_id, worker_name, ptype) = (
+                        SELECT w.worker_id, w.worker_name, w.provider_type FROM workers w
+                        WHERE w.worker_name = {_TABLE}.name)
                     WHERE seq BETWEEN ? AND ? AND worker_id IS NULL AND name IS NOT NULL""",
                 span,
             )
         self.conn.execute("CREATE INDEX IF NOT EXISTS temp.mephisto_quals_stage_bkey ON mephisto_quals_stage (bkey)")
+        self.conn.execute("CREATE INDEX IF NOT EXISTS temp.mephisto_quals_stage_name ON mephisto_quals_stage (name)")
         # Outside the lock, too: can two rows name one worker (see _mark_last)?
         self.maybe_repeats = self.conn.execute(
             f"""SELECT 1 FROM {_TABLE} WHERE name IS NOT NULL GROUP BY name HAVING count(*) > 1
@@ -335,6 +352,18 @@ class Stage:
                 JOIN {_TABLE} s ON s.seq = r.seq ORDER BY r.seq, r.rowid"""
         )
         return [(r[0], int(r[1]), r[2], r[3]) for r in rows]
+
+    def provider_types(self, skip: Sequence[str]) -> Dict[int, str]:
+        """worker_id -> Mephisto's provider type of the workers this call changed (created ones
+        included), except those of the providers in ``skip``."""
+        marks = ",".join("?" * len(skip)) or "NULL"
+        rows = self.conn.execute(
+            f"""SELECT worker_id, COALESCE(ptype, provider) FROM {_TABLE}
+                WHERE worker_id IS NOT NULL AND status IN ('granted', 'updated', 'revoked')
+                  AND COALESCE(ptype, provider) IS NOT NULL AND COALESCE(ptype, provider) NOT IN ({marks})""",
+            list(skip),
+        )
+        return {int(r[0]): r[1] for r in rows}
 
     def tally(self, quiet_providers: Sequence[str]) -> Optional[Dict[str, int]]:
         """Status counts of the rows of ``quiet_providers`` (whose outcomes need no object each:
