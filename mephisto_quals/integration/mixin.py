@@ -12,6 +12,7 @@ from mephisto_quals.compile.plan import QualsPlan, mephisto_appended, plan_for_r
 from mephisto_quals.integration.gate import install_gate
 from mephisto_quals.integration.granted_reads import install_granted_reads
 from mephisto_quals.integration.shared_state import QualsSharedState, apply_plan, user_entries
+from mephisto_quals.integration.worker_records import install_worker_records
 from mephisto_quals.store.mephisto import find_granted
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class QualsRequired(BlueprintMixin):
         self.quals_plan = plan
         install_gate()
         install_granted_reads()
+        install_worker_records()
         logger.info(
             "mephisto-quals: %d local requirement(s), %d MTurk, %d Prolific",
             len(plan.local),
