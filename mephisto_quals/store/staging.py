@@ -146,21 +146,14 @@ class Stage:
         writer in another process waits milliseconds, not the length of the whole lookup.
         """
         for low in range(1, self.size + 1, RESOLVE_CHUNK):
-            span = (low, low + RESOLVE_CHUNK - 1)
-            self.conn.execute(
-                f"""UPDATE {_TABLE} SET (worker_id, worker_name, ptype) = (
-                        SELECT w.worker_id, w.worker_name, w.provider_type FROM workers w
-                        WHERE w.worker_id = {_TABLE}.by_id)
-                    WHERE seq BETWEEN ? AND ? AND worker_id IS NULL AND by_id IS NOT NULL""",
-                span,
-            )
-            self.conn.execute(
-                f"""UPDATE {_TABLE} SET (worker_id, worker_name, ptype) = (
-                        SELECT w.worker_id, w.worker_name, w.provider_type FROM workers w
-                        WHERE w.worker_name = {_TABLE}.name)
-                    WHERE seq BETWEEN ? AND ? AND worker_id IS NULL AND name IS NOT NULL""",
-                span,
-            )
+            for column, ours in (("worker_id", "by_id"), ("worker_name", "name")):  # by id, then by name
+                self.conn.execute(
+                    f"""UPDATE {_TABLE} SET (worker_id, worker_name, ptype) = (
+                            SELECT w.worker_id, w.worker_name, w.provider_type FROM workers w
+                            WHERE w.{column} = {_TABLE}.{ours})
+                        WHERE seq BETWEEN ? AND ? AND worker_id IS NULL AND {ours} IS NOT NULL""",
+                    (low, low + RESOLVE_CHUNK - 1),
+                )
         self.conn.execute("CREATE INDEX IF NOT EXISTS temp.mephisto_quals_stage_bkey ON mephisto_quals_stage (bkey)")
         self.conn.execute("CREATE INDEX IF NOT EXISTS temp.mephisto_quals_stage_name ON mephisto_quals_stage (name)")
         # Outside the lock, too: can two rows name one worker (see _mark_last)?
