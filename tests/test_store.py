@@ -148,6 +148,28 @@ def test_migrate_command_reports_and_upgrades(db, tmp_path):
     assert again.exit_code == 0 and "nothing to do" in again.output
 
 
+def test_migrate_rebuilds_our_index_that_a_mephisto_table_rebuild_dropped(db):
+    """Mephisto 1.4+'s first migration rebuilds granted_qualifications, and our index goes with it."""
+    from click.testing import CliRunner
+
+    from mephisto_quals.cli.main import cli
+
+    grants.grant(db, "trusted", ["alice"], provider="mock", create=True)
+    conn = sqlite3.connect(db.db_path)
+    with conn:
+        conn.execute(f"DROP INDEX {schema.GRANTS_INDEX}")
+    conn.close()
+    runner = CliRunner()
+    dry = runner.invoke(cli, ["migrate", "--dry-run", "--db", db.db_path])
+    assert dry.exit_code == 0 and schema.GRANTS_INDEX in dry.output and "would rebuild" in dry.output, dry.output
+    done = runner.invoke(cli, ["migrate", "--db", db.db_path])
+    assert done.exit_code == 0 and f"rebuilt our index {schema.GRANTS_INDEX}" in done.output, done.output
+    with Session.open(db, readonly=True) as s:
+        assert schema.has_grants_index(s.conn)
+    again = runner.invoke(cli, ["migrate", "--db", db.db_path])
+    assert again.exit_code == 0 and "nothing to do" in again.output
+
+
 def test_every_view_and_trigger_of_ours_names_only_our_tables(db):
     grants.grant(db, "q", ["alice"], provider="mock", create=True, expires_in="1d")
     with sqlite3.connect(db.db_path) as conn:

@@ -36,15 +36,23 @@ def migrate(dry_run: bool, db: Optional[str]) -> None:
     path = resolve_db(db)
     with Session.open(path, readonly=True, upgradable=True) as s:
         before = schema.schema_version(s.conn)
+        no_index = schema.missing_indexes(s.conn)
     shown = "none (no mephisto-quals tables yet)" if before is None else str(before)
-    if before == schema.SCHEMA_VERSION:
+    index = f"; our index {schema.GRANTS_INDEX} on granted_qualifications is missing" if no_index else ""
+    if before == schema.SCHEMA_VERSION and not no_index:
         out(f"{path}: mephisto-quals schema is at version {before}; nothing to do")
         return
     if dry_run:
-        out(f"dry run, nothing written: {path} would go from schema version {shown} to {schema.SCHEMA_VERSION}")
+        if before == schema.SCHEMA_VERSION:
+            out(f"dry run, nothing written: {path} is at schema version {before}{index}; migrate would rebuild it")
+        else:
+            out(f"dry run, nothing written: {path} would go from schema version {shown} to {schema.SCHEMA_VERSION}")
         return
-    Session.open(path).close()
-    out(f"{path}: mephisto-quals schema upgraded from version {shown} to {schema.SCHEMA_VERSION}")
+    Session.open(path).close()  # a writing session upgrades our tables and builds the index
+    if before == schema.SCHEMA_VERSION:
+        out(f"{path}: mephisto-quals schema is at version {before}; rebuilt our index {schema.GRANTS_INDEX}")
+    else:
+        out(f"{path}: mephisto-quals schema upgraded from version {shown} to {schema.SCHEMA_VERSION}")
 
 
 COMMANDS = [migrate]

@@ -28,6 +28,7 @@ __all__ = [
     "has_column",
     "uses_random_ids",
     "random_id",
+    "random_id_sql",
     "RANDOM_ID_RANGE",
 ]
 
@@ -112,3 +113,10 @@ def uses_random_ids(conn: sqlite3.Connection, table: str) -> bool:
 def random_id() -> int:
     """A fresh id as Mephisto 1.4+ makes them."""
     return random.randint(*RANDOM_ID_RANGE)
+
+
+def random_id_sql() -> str:
+    """An SQL expression drawing such an id per row, in :data:`RANDOM_ID_RANGE` (for set-based
+    writes; SQLite's ``random()`` with its sign bit cleared, folded into the range)."""
+    low, high = RANDOM_ID_RANGE
+    return f"({low} + ((random() & 9223372036854775807) % {high - low + 1}))"

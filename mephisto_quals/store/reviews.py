@@ -14,13 +14,12 @@ and :func:`read` returns nothing.
 
 from __future__ import annotations
 
-import random
 import sqlite3
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
 from mephisto_quals.store.audit import Change
-from mephisto_quals.store.mephisto import RANDOM_ID_RANGE, has_column, random_id
+from mephisto_quals.store.mephisto import has_column, random_id, random_id_sql
 from mephisto_quals.store.session import chunks, savepoint
 
 __all__ = ["TABLE", "ReviewRow", "supported", "stamp", "instant", "record", "record_staged", "read"]
@@ -110,14 +109,13 @@ def record_staged(conn: sqlite3.Connection, table: str, where: str, columns: str
     c = conn
     if not supported(c):
         return
-    low, high = RANDOM_ID_RANGE
-    rng = random.SystemRandom()
-    seqs = [r[0] for r in c.execute(f"SELECT s.seq FROM {table} s WHERE {where}")]
-    c.executemany(f"UPDATE {table} SET review_id = ? WHERE seq = ?", [(rng.randint(low, high), q) for q in seqs])
+    draw = f"UPDATE {table} AS s SET review_id = {random_id_sql()} WHERE {where}"  # in C: it runs under the lock
+    c.execute(draw)
     sql = f"""INSERT INTO worker_review (id, worker_id, unit_id, updated_qualification_id,
                   updated_qualification_value, revoked_qualification_id, status, review_note, task_id, bonus,
                   creation_date)
-              SELECT s.review_id, {columns}, NULL, NULL, ? FROM {table} s WHERE {where} ORDER BY s.seq"""
+              SELECT s.review_id, {columns}, NULL, NULL, ? FROM {table} s WHERE {where}
+              ORDER BY s.review_id"""  # in id order, so the random ids fill the table's pages in turn
     for _ in range(20):  # Mephisto retries a clashing random id, so do we
         try:
             with savepoint(c):
@@ -126,8 +124,7 @@ def record_staged(conn: sqlite3.Connection, table: str, where: str, columns: str
         except sqlite3.IntegrityError as e:
             if "UNIQUE" not in str(e).upper():
                 raise
-            c.executemany(f"UPDATE {table} SET review_id = ? WHERE seq = ?",
-                          [(rng.randint(low, high), q) for q in seqs])
+            c.execute(draw)
     raise sqlite3.IntegrityError("worker_review: no free random id after 20 tries")
 
 

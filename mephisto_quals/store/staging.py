@@ -12,13 +12,12 @@ run reads its outcomes before the rollback.
 
 from __future__ import annotations
 
-import random
 import sqlite3
 from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from mephisto_quals.store import audit, reviews
 from mephisto_quals.store.grants import META_JOIN
-from mephisto_quals.store.mephisto import RANDOM_ID_RANGE, uses_random_ids
+from mephisto_quals.store.mephisto import random_id_sql, uses_random_ids
 from mephisto_quals.store.session import savepoint
 from mephisto_quals.store.workers import insert_workers
 
@@ -195,11 +194,7 @@ class Stage:
         self.new_workers = int(c.execute(f"SELECT count(*) FROM {_TABLE} WHERE rank IS NOT NULL").fetchone()[0])
         self.random_ids = uses_random_ids(c, "workers")
         if self.new_workers and self.random_ids:
-            low, high = RANDOM_ID_RANGE
-            rng = random.SystemRandom()
-            seqs = [r[0] for r in c.execute(f"SELECT seq FROM {_TABLE} WHERE rank IS NOT NULL")]
-            c.executemany(f"UPDATE {_TABLE} SET new_worker_id = ? WHERE seq = ?",
-                          [(rng.randint(low, high), q) for q in seqs])
+            c.execute(f"UPDATE {_TABLE} SET new_worker_id = {random_id_sql()} WHERE rank IS NOT NULL")
         return self.new_workers
 
     def create_workers(self) -> None:
@@ -216,11 +211,11 @@ class Stage:
         unseen = f"""FROM {_TABLE} s WHERE s.rank IS NOT NULL
                      AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.worker_name = s.name)"""
         ids = "new_worker_id"
-        if self.random_ids:
+        if self.random_ids:  # inserted in id order: random ids in given order would touch pages all over
             try:
                 with savepoint(c):
-                    made = c.execute(f"INSERT INTO workers (worker_id, worker_name, provider_type)"
-                                     f" SELECT s.new_worker_id, s.name, s.provider {unseen} ORDER BY s.seq").rowcount
+                    made = c.execute(f"INSERT INTO workers (worker_id, worker_name, provider_type) SELECT"
+                                     f" s.new_worker_id, s.name, s.provider {unseen} ORDER BY s.new_worker_id").rowcount
             except sqlite3.IntegrityError:  # a random id clashed (about 1 in 10^13): one by one, retried
                 insert_workers(c, c.execute(f"SELECT s.name, s.provider {unseen} ORDER BY s.seq").fetchall())
                 made = -1
