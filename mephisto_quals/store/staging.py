@@ -13,12 +13,13 @@ run reads its outcomes before the rollback.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from mephisto_quals.store import audit, reviews
 from mephisto_quals.store.grants import META_JOIN
 from mephisto_quals.store.mephisto import random_id_sql, uses_random_ids
 from mephisto_quals.store.session import savepoint
+from mephisto_quals.store.staged_rows import Outcome, StagedRow
 from mephisto_quals.store.workers import insert_workers
 
 __all__ = ["Stage", "StagedRow", "Outcome", "RESOLVE_CHUNK"]
@@ -28,41 +29,6 @@ RESOLVE_CHUNK = 5_000
 _TABLE = "temp.mephisto_quals_stage"
 _BATCHES = "temp.mephisto_quals_stage_batches"
 _REMOVED = "temp.mephisto_quals_stage_removed"
-
-
-class StagedRow(NamedTuple):
-    """One worker of a bulk call: as given, by Mephisto id or by Mephisto worker name + provider,
-    with the grant wanted (value, expiry, reason; unused by revokes)."""
-
-    given: str
-    worker_id: Optional[int]
-    name: Optional[str]
-    provider: Optional[str]
-    value: Optional[int] = None
-    expires_at: Optional[float] = None
-    reason: Optional[str] = None
-    #: Where the row came from (a CSV line), for messages.
-    line: Optional[int] = None
-
-
-class Outcome(NamedTuple):
-    """What one staged row came to: status granted/updated/unchanged/revoked/not held/missing."""
-
-    given: str
-    status: str
-    worker_id: Optional[int]
-    worker_name: Optional[str]
-    old_value: Optional[int]
-    new_value: Optional[int]
-    expires_at: Optional[float]
-    reason: Optional[str]
-    #: Named by Mephisto worker id (else by name).
-    by_id: bool
-    #: The last row naming this worker: the one whose grant was written.
-    last: bool
-    #: On the last row: the database's value before the call, if the call changed this worker's grant.
-    changed_from: Optional[Tuple[Optional[int]]] = None
-    provider: Optional[str] = None
 
 
 class Stage:
