@@ -60,6 +60,8 @@ class Call(NamedTuple):
     revoke: bool = False
     #: (stage, report, OS user): anything else the report takes from the stage once applied.
     finish: Callable[[staging.Stage, BulkReport, str], None] = lambda stage, report, user: None
+    #: (stage): work the call can do before the write lock, once the workers are looked up.
+    prepare: Callable[[staging.Stage], None] = lambda stage: None
 
 
 def _no_cyclic_gc(fn: F) -> F:
@@ -118,19 +120,15 @@ def run_staged(
                 if progress:
                     progress(len(part))
             stage.resolve()
-            if not call.revoke:
-                stage.plan_new_workers()
-            failures = dict(refused)
-            lines: Dict[str, int] = {}
-            for given, by_id, line in stage.missing(by_id_only=True):  # a name not found is no refusal
-                if call.missing(given, by_id) is None:
-                    failures[given] = NOT_FOUND[by_id]
-                    if line is not None:
-                        lines[given] = line
-            if all_or_nothing:
-                _, differing = stage.conflicts(SHOWN_REFUSALS)
-                for given, first, line in differing:
-                    failures[given] = f"is also on line {first} with a different value, expiry or reason"
+            call.prepare(stage)
+            if all_or_nothing:  # refused: malformed names, unknown Mephisto ids, differing repeats
+                failures = dict(refused)
+                lines: Dict[str, int] = {}
+                known = [(given, NOT_FOUND[True], line) for given, line in stage.unknown_ids()]
+                known += [(given, f"is also on line {first} with a different value, expiry or reason", line)
+                          for given, first, line in stage.conflicts(SHOWN_REFUSALS)]
+                for given, why, line in known:
+                    failures[given] = why
                     if line is not None:
                         lines[given] = line
                 if precheck is not None:

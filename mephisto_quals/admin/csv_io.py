@@ -19,7 +19,7 @@ from mephisto_quals.errors import InputError
 from mephisto_quals.store.workers import KNOWN_PROVIDERS, SANDBOX_PROVIDERS, mephisto_worker_name, parse_refs
 
 __all__ = [
-    "CSV_COLUMNS", "CsvRow", "GrantCsv", "iter_grant_csv", "read_grant_csv", "provider_name", "write_holders",
+    "CSV_COLUMNS", "CsvRow", "GrantCsv", "read_grant_csv", "provider_name", "write_holders",
     "SHOWN_PROBLEMS",
 ]
 
@@ -199,15 +199,6 @@ class GrantCsv:
                              + "\n".join(f"  line {n}: {why}" for n, why in shown) + more)
         if not self.good:
             raise InputError(f"{self.name}: the CSV has a header but no rows")
-
-
-def iter_grant_csv(
-    handle: Iterable[str], provider: Optional[str], reason: Optional[str], now: float, name: Optional[str] = None
-) -> Iterator[CsvRow]:
-    """The good rows of a grant CSV, one by one; after the last, InputError if any line was bad."""
-    rows = GrantCsv(handle, provider, reason, now, name)
-    yield from rows
-    rows.refuse()
 
 
 def read_grant_csv(

@@ -190,13 +190,15 @@ def grant_rows(
         if not create:
             _qualification_id(conn, qualification, create, description)
 
-    call = bulk.Call(apply, outcome, lambda given, by_id: None if by_id else _created(given))
+    call = bulk.Call(apply, outcome, lambda given, by_id: None if by_id else _created(given),
+                     prepare=lambda stage: stage.plan_new_workers())
     return bulk.run_staged(db, session, report, staged(), refused, call, check, dry_run, progress, crowd,
                            all_or_nothing, keep_outcomes, precheck, repeats=not _once)
 
 
 def _created(given: str) -> Optional[WorkerOutcome]:
-    """A grant creates the workers it names by provider name, so not finding one is no refusal."""
+    """A worker named by provider name is no refusal: the grant creates them. Were one still not
+    found after the apply, this is their outcome."""
     return WorkerOutcome(given, "failed", error=bulk.NOT_FOUND[False])
 
 
@@ -245,16 +247,13 @@ def _remove(
     now = time.time() if now is None else now
     refs, refused = parse_refs(workers, provider)
     report = BulkReport(action, names[0], dry_run)
-    qual_ids: Dict[str, int] = {}
 
     def check(conn: Any) -> None:
-        qual_ids.update(qual_store.find_ids(conn, list(names)))
-        if names[0] not in qual_ids:
+        if names[0] not in qual_store.find_ids(conn, [names[0]]):
             _qualification_id(conn, names[0], create=False)  # raises the clear error
 
     def apply(stage: staging.Stage, conn: Any, user: str) -> None:
-        qual_ids.clear()
-        qual_ids.update(qual_store.find_ids(conn, list(names)))
+        qual_ids = qual_store.find_ids(conn, list(names))
         stage.apply_revoke([(n, qual_ids[n]) for n in names if n in qual_ids], action, now, source, user)
 
     def outcome(o: staging.Outcome, into: BulkReport, user: str) -> None:
@@ -266,7 +265,7 @@ def _remove(
 
     rows = (staging.StagedRow(r.given, r.worker_id, r.name, r.provider, reason=reason) for r in refs)
     call = bulk.Call(apply, outcome, lambda given, by_id: None if by_id else WorkerOutcome(given, "not held"),
-                 True, removed)
+                     revoke=True, finish=removed)
     return bulk.run_staged(db, session, report, rows, refused, call, check, dry_run, progress, crowd, repeats=False)
 
 

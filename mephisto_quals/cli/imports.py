@@ -17,7 +17,7 @@ from mephisto_quals.cli.database import resolve_db
 from mephisto_quals.cli.grants import SOURCE
 from mephisto_quals.cli.options import db_option, dry_run_option, progress_option, provider_option, verbose_option
 from mephisto_quals.cli.output import Progress, finish, print_report
-from mephisto_quals.cli.sync import prolific_options
+from mephisto_quals.cli.sync import prolific_write_options
 
 __all__ = ["import_csv", "import_to_prolific", "COMMANDS"]
 
@@ -44,9 +44,7 @@ def import_to_prolific(path: str, qualification: str, rows: List[Any], workspace
 @click.option("--description", metavar="TEXT",
               help="With --create: the new qualification's description (Mephisto 1.5.2 databases; up to 500 "
                    "characters, shown by the review app).")
-@prolific_options
-@click.option("--live", is_flag=True, help="With --prolific: allow the real (non-loopback) Prolific.")
-@click.option("--yes", is_flag=True, help="With --prolific: do not ask before writing to the real Prolific.")
+@prolific_write_options
 @dry_run_option
 @verbose_option
 @progress_option
@@ -97,7 +95,7 @@ def import_csv(
             streamed.add_problem(lines.get(worker_given, 0), f"worker {worker_given!r}{joint} {why}")
         streamed.refuse()
 
-    with Progress(_data_lines(csv_file), progress, f"import {qualification}") as bar:
+    with Progress(lambda: _data_lines(csv_file), progress, f"import {qualification}") as bar:
         report = grants.grant_rows(path, qualification, streamed, source=SOURCE, create=create,
                                    description=description, dry_run=dry_run, progress=bar, now=now,
                                    all_or_nothing=True, keep_outcomes=verbose or dry_run, precheck=precheck)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Union
 
 __all__ = [
     "console",
@@ -78,9 +78,12 @@ def change(old: Any, new: Any) -> str:
 class Progress:
     """A tqdm bar on stderr fed by the grants API's ``progress(n)`` callback."""
 
-    def __init__(self, total: int, enabled: Optional[bool], desc: str):
+    def __init__(self, total: Union[int, Callable[[], int]], enabled: Optional[bool], desc: str):
+        """``total`` may be a function, called only when the bar is shown (counting may cost a pass)."""
         show = sys.stderr.isatty() if enabled is None else enabled
         self.bar = None
+        if show and callable(total):
+            total = total()
         if show and total:
             from tqdm import tqdm
 

@@ -10,7 +10,7 @@ from mephisto_quals.cli.base import RichQualsCommand
 from mephisto_quals.cli.database import resolve_db
 from mephisto_quals.cli.options import db_option, progress_option, verbose_option
 from mephisto_quals.cli.output import Progress, change, finish, out, print_report, table
-from mephisto_quals.cli.sync import prolific_options
+from mephisto_quals.cli.sync import prolific_write_options
 from mephisto_quals.errors import OperationFailed
 
 __all__ = ["review", "COMMANDS"]
@@ -23,9 +23,7 @@ __all__ = ["review", "COMMANDS"]
 )
 @click.option("--rules", required=True, type=click.Path(exists=True, dir_okay=False), help="Review rules YAML.")
 @click.option("--apply", "apply_", is_flag=True, help="Make the changes (default: only show them).")
-@prolific_options
-@click.option("--live", is_flag=True, help="With --prolific: allow the real (non-loopback) Prolific.")
-@click.option("--yes", is_flag=True, help="With --prolific: do not ask before writing to the real Prolific.")
+@prolific_write_options
 @verbose_option
 @progress_option
 @db_option

@@ -24,7 +24,9 @@ from mephisto_quals.cli.base import QualsGroup
 from mephisto_quals.cli.database import context_value, open_database, resolve_db
 from mephisto_quals.cli.options import db_option
 
-__all__ = ["sync", "prolific_options", "prolific_client", "confirm_prolific_writes", "COMMANDS"]
+__all__ = [
+    "sync", "prolific_options", "prolific_write_options", "prolific_client", "confirm_prolific_writes", "COMMANDS",
+]
 
 SHOW_DEFAULT = 20
 Decorator = Callable[..., Any]
@@ -50,6 +52,14 @@ def prolific_options(f: Decorator) -> Decorator:
         help="Also make the change in the list's Prolific participant group (participant ids; "
         "a non-loopback Prolific needs --live).",
     )(f)
+
+
+def prolific_write_options(f: Decorator) -> Decorator:
+    """:func:`prolific_options` plus --live / --yes, for commands that write to Prolific but
+    have no other --live of their own (import, review)."""
+    f = click.option("--yes", is_flag=True, help="With --prolific: do not ask before writing to the real Prolific.")(f)
+    f = click.option("--live", is_flag=True, help="With --prolific: allow the real (non-loopback) Prolific.")(f)
+    return prolific_options(f)
 
 
 def prolific_client(live: bool, requester: Optional[str] = None) -> Any:

@@ -3,8 +3,9 @@
 The one live-grant rule lives here: a grant counts while it has no expiry of ours, or its
 expiry is still ahead. An expiry belongs to one grant row, recognised by its id *and* its
 creation date (Mephisto 1.5 reuses the id of a deleted row), so a grant Mephisto makes
-again after a revoke is a new, permanent grant. Writes produce exactly the rows
-``Worker.grant_qualification`` / ``revoke_qualification`` produce on each Mephisto line.
+again after a revoke is a new, permanent grant. Writes here (a retake's revoke, prune) leave
+exactly the rows ``revoke_qualification`` leaves on each Mephisto line; bulk grants and
+revokes write through :mod:`mephisto_quals.store.staging`.
 
 :func:`holdings` and :func:`failed_at` also run on Mephisto's own connection (inside the
 worker pool), whose rows turn ``*_id`` columns into strings: read them by name there.
@@ -22,9 +23,6 @@ __all__ = [
     "LIVE",
     "Held",
     "current",
-    "insert",
-    "update_values",
-    "write_meta",
     "drop_meta",
     "delete",
     "expired",
@@ -73,43 +71,6 @@ def current(conn: sqlite3.Connection, qual_id: int, worker_ids: Sequence[int]) -
         )
         out.update({int(r[0]): Held(r[1], r[2], r[3], int(r[4]), r[5]) for r in rows})
     return out
-
-
-def insert(conn: sqlite3.Connection, qual_id: int, pairs: Sequence[Tuple[int, int]]) -> Dict[int, Tuple[int, str]]:
-    """New grants as Mephisto inserts them (no id, default dates); worker_id -> (row id, created)."""
-    conn.executemany(
-        "INSERT INTO granted_qualifications (qualification_id, worker_id, value) VALUES (?, ?, ?)",
-        [(qual_id, wid, value) for wid, value in pairs],
-    )
-    out: Dict[int, Tuple[int, str]] = {}
-    for part in chunks([wid for wid, _ in pairs]):
-        rows = conn.execute(
-            f"""SELECT worker_id, granted_qualification_id, creation_date FROM granted_qualifications
-                WHERE qualification_id = ? AND worker_id IN ({_marks(part)})""",
-            [qual_id, *part],
-        )
-        out.update({int(r[0]): (int(r[1]), r[2]) for r in rows})
-    return out
-
-
-def update_values(conn: sqlite3.Connection, qual_id: int, pairs: Sequence[Tuple[int, int]]) -> None:
-    """A changed value is updated in place, dates untouched, as Mephisto does."""
-    conn.executemany(
-        "UPDATE granted_qualifications SET value = ? WHERE qualification_id = ? AND worker_id = ?",
-        [(value, qual_id, wid) for wid, value in pairs],
-    )
-
-
-def write_meta(
-    conn: sqlite3.Connection, rows: Sequence[Tuple[int, int, int, Optional[float], Optional[str], float, Optional[str]]]
-) -> None:
-    """Expiry and reason per grant row: (row_id, worker_id, qual_id, expires_at, reason, granted_at, created)."""
-    conn.executemany(
-        """INSERT OR REPLACE INTO mephisto_quals_grant_meta
-           (granted_qualification_id, worker_id, qualification_id, expires_at, reason, granted_at, grant_created)
-           VALUES (?, ?, ?, ?, ?, ?, ?)""",
-        rows,
-    )
 
 
 def drop_meta(conn: sqlite3.Connection, row_ids: Sequence[int]) -> None:

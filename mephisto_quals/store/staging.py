@@ -56,6 +56,11 @@ class Stage:
         if repeats:
             conn.execute("CREATE INDEX temp.mephisto_quals_stage_name ON mephisto_quals_stage (name)")
         self.size = 0
+        #: Whether two rows may name one worker (decided by :meth:`resolve`; until then, maybe).
+        self.maybe_repeats = True
+        #: Named workers to create (:meth:`plan_new_workers`; None: not planned yet).
+        self.new_workers: Optional[int] = None
+        self.random_ids = False
 
     def add(self, rows: Iterable[StagedRow]) -> int:
         """Stage rows in the order given; returns how many were read."""
@@ -96,13 +101,13 @@ class Stage:
             batch,
         )
 
-    def conflicts(self, limit: int) -> Tuple[int, List[Tuple[str, Optional[int], Optional[int]]]]:
-        """Workers given again with a different grant: how many, and up to ``limit`` of them as
-        (given, first line, differing line)."""
-        where = f"FROM {_TABLE} WHERE conflict IS NOT NULL"
-        count = self.conn.execute(f"SELECT count(*) {where}").fetchone()[0]
-        rows = self.conn.execute(f"SELECT given, line, conflict {where} ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return int(count), [(r[0], r[1], r[2]) for r in rows]
+    def conflicts(self, limit: int) -> List[Tuple[str, Optional[int], Optional[int]]]:
+        """Up to ``limit`` workers given again with a different grant, as (given, first line,
+        differing line)."""
+        rows = self.conn.execute(
+            f"SELECT given, line, conflict FROM {_TABLE} WHERE conflict IS NOT NULL ORDER BY seq LIMIT ?", (limit,)
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def resolve(self) -> None:
         """Find the workers that exist (by id or by name), in short read statements.
@@ -127,18 +132,16 @@ class Stage:
                 UNION ALL SELECT 1 FROM {_TABLE} WHERE by_id IS NOT NULL LIMIT 1"""
         ).fetchone() is not None
 
-    def missing(self, by_id_only: bool = False) -> List[Tuple[str, bool, Optional[int]]]:
-        """(given, named by id, line) of rows whose worker was not found, in order (only those
-        named by Mephisto id, with ``by_id_only``)."""
-        only = "AND by_id IS NOT NULL" if by_id_only else ""
+    def unknown_ids(self) -> List[Tuple[str, Optional[int]]]:
+        """(given, line) of rows naming a Mephisto worker id that no worker has, in order."""
         rows = self.conn.execute(
-            f"SELECT given, by_id IS NOT NULL, line FROM {_TABLE} WHERE worker_id IS NULL {only} ORDER BY seq"
+            f"SELECT given, line FROM {_TABLE} WHERE worker_id IS NULL AND by_id IS NOT NULL ORDER BY seq"
         )
-        return [(r[0], bool(r[1]), r[2]) for r in rows]
+        return [(r[0], r[1]) for r in rows]
 
     def _repeats(self) -> bool:
         """Whether two rows name one worker (an id and a name, or two spellings of one name)."""
-        if not getattr(self, "maybe_repeats", True):
+        if not self.maybe_repeats:
             return False
         self.conn.execute("CREATE INDEX IF NOT EXISTS temp.mephisto_quals_stage_worker"
                           " ON mephisto_quals_stage (worker_id)")
@@ -146,9 +149,9 @@ class Stage:
             f"SELECT 1 FROM {_TABLE} WHERE worker_id IS NOT NULL GROUP BY worker_id HAVING count(*) > 1 LIMIT 1"
         ).fetchone() is not None
 
-    def plan_new_workers(self) -> int:
+    def plan_new_workers(self) -> None:
         """Outside the lock: number the named workers not found (one per name, in the given order)
-        and, on a database Mephisto 1.4+ migrated, draw their random ids; returns how many."""
+        and, on a database Mephisto 1.4+ migrated, draw their random ids."""
         c = self.conn
         c.execute(
             f"""UPDATE {_TABLE} SET rank = r.n FROM (
@@ -161,7 +164,6 @@ class Stage:
         self.random_ids = uses_random_ids(c, "workers")
         if self.new_workers and self.random_ids:
             c.execute(f"UPDATE {_TABLE} SET new_worker_id = {random_id_sql()} WHERE rank IS NOT NULL")
-        return self.new_workers
 
     def create_workers(self) -> None:
         """Insert the named workers Mephisto has not seen, as Mephisto would (in the given order;
@@ -170,10 +172,10 @@ class Stage:
         outside the lock; when nobody created any of them meanwhile, their ids follow from the
         insert itself and they are known to hold nothing yet."""
         c = self.conn
-        if not getattr(self, "new_workers", None):
-            if c.execute(f"SELECT 1 FROM {_TABLE} WHERE worker_id IS NULL AND name IS NOT NULL").fetchone() is None:
-                return
+        if self.new_workers is None:
             self.plan_new_workers()
+        if not self.new_workers:  # every named worker exists
+            return
         unseen = f"""FROM {_TABLE} s WHERE s.rank IS NOT NULL
                      AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.worker_name = s.name)"""
         ids = "new_worker_id"
@@ -323,7 +325,7 @@ class Stage:
         """Status counts of the rows of ``quiet_providers`` (whose outcomes need no object each:
         see ``outcomes(skip=...)``), counted in SQL; None when rows may repeat a worker (then
         every outcome is read one by one)."""
-        if getattr(self, "maybe_repeats", True):
+        if self.maybe_repeats:
             return None
         marks = ",".join("?" * len(quiet_providers))
         rows = self.conn.execute(
