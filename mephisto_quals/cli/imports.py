@@ -60,8 +60,9 @@ def import_csv(
     The first line is a header. Columns: 'worker' (a Mephisto worker id, or a provider
     worker name when the row has a provider), or 'worker_id' (a Mephisto worker id);
     optional 'provider', 'value' (default 1), 'expires_at' (ISO time, UTC if no zone) and
-    'reason'. The output of 'export' imports as it is. The whole file is checked first:
-    any bad line stops the import with every bad line listed, and nothing is written.
+    'reason'. The output of 'export' imports as it is. The whole file is checked first (it
+    streams: memory stays flat in its size): any bad line stops the import with the bad lines
+    listed (the first 200, and how many in all), and nothing is written.
 
     \b
     Example file:
