@@ -106,3 +106,39 @@ def test_list_counts_live_and_expired_holders(db):
     pruned = grants.prune(db)
     assert [o.worker_name for o in pruned.outcomes] == ["c_sandbox"]
     assert {s.name: (s.holders, s.expired) for s in list_qualifications(db)}["q"] == (2, 0)
+
+
+@pytest.mark.parametrize("given", ["9223372036854775808", "1" * 5000, "²", "١٢"])
+def test_worker_ids_out_of_range_or_not_ascii_digits_fail_that_worker_only(db, given):
+    good = worker(db, "real")
+    before = table_counts(db)
+    report = grants.grant(db, "q", [given, good.db_id], create=True)
+    [failed] = report.failed
+    assert failed.worker == given and "not a Mephisto worker id" in failed.error
+    assert [o.status for o in report.outcomes if o.ok] == ["granted"]
+    assert table_counts(db)["granted_qualifications"] == before["granted_qualifications"] + 1
+
+
+def test_one_worker_named_twice_reads_as_two_calls_in_a_row(db):
+    """Two spellings of one id ("5", "05") skip the set-based report path: the second row finds
+    the first one's grant, and only one grant row and one audit change are written."""
+    good = worker(db, "real")
+    wid = int(good.db_id)
+    report = grants.set_values(db, "q", {str(wid): 2, f"0{wid}": 3}, create=True)
+    assert [(o.worker, o.status, o.old_value, o.new_value) for o in report.outcomes] == [
+        (str(wid), "granted", None, 2), (f"0{wid}", "updated", 2, 3)]
+    assert good.get_granted_qualification("q").value == 3
+    assert [(c.old_value, c.new_value) for c in report.changes] == [(None, 3)]
+    assert [(e.old_value, e.new_value) for e in history(db, qualification="q")] == [(None, 3)]
+
+
+def test_the_set_based_report_matches_the_row_by_row_one(db):
+    """Each outcome field of a mixed call (new, unchanged, updated, unknown id) is the same
+    whether the report is read set-based (no repeats) or row by row (a repeat forces it)."""
+    a, b, c = (worker(db, n) for n in ("a", "b", "c"))
+    grants.set_values(db, "q", {a.db_id: 1, b.db_id: 1}, create=True)
+    plain = grants.set_values(db, "q", {a.db_id: 1, b.db_id: 2, c.db_id: 1, "424242": 1}, dry_run=True)
+    slow = grants.set_values(db, "q", {a.db_id: 1, b.db_id: 2, c.db_id: 1, "424242": 1, f"0{c.db_id}": 1},
+                             dry_run=True)
+    assert slow.outcomes[:4] == plain.outcomes
+    assert [o.status for o in plain.outcomes] == ["unchanged", "updated", "granted", "failed"]

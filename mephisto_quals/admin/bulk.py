@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import gc
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, TypeVar
+from itertools import starmap
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 from mephisto_quals.admin import crowd as crowd_sync
 from mephisto_quals.admin.reports import BulkReport, WorkerOutcome
@@ -19,7 +20,7 @@ from mephisto_quals.errors import RowsRefused
 from mephisto_quals.store import Session, session_for, staging
 from mephisto_quals.store.audit import os_user
 
-__all__ = ["Call", "run_staged", "parts", "NOT_FOUND", "NO_CROWD", "SHOWN_REFUSALS"]
+__all__ = ["Call", "run_staged", "parts", "NOT_FOUND", "NO_CROWD", "SHOWN_REFUSALS", "no_cyclic_gc"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,24 +49,23 @@ NOT_FOUND = {True: "no Mephisto worker has this id", False: "Mephisto has never 
 
 
 class Call(NamedTuple):
-    """What one staged bulk call does under the lock and how it reports each worker."""
+    """What one staged bulk call does under the lock and how its report reads."""
 
     #: (stage, connection, OS user): the writes, inside the transaction.
     apply: Callable[[staging.Stage, Any, str], None]
-    #: (outcome, report, OS user): one found worker's outcome and changes onto the report.
-    report: Callable[[staging.Outcome, BulkReport, str], None]
-    #: A worker not found, named by id (True) or name: their outcome, or None when that is a refusal.
-    missing: Callable[[str, bool], Optional[WorkerOutcome]]
-    #: Outcomes read as a revoke's (a later row naming the same worker finds nothing left).
+    #: (status, error) of a worker named by provider name whom Mephisto does not know.
+    missing: Tuple[str, Optional[str]]
+    #: Outcomes read as a revoke's (no new value; a later row naming the same worker finds nothing left).
     revoke: bool = False
-    #: (stage, report, OS user): anything else the report takes from the stage once applied.
-    finish: Callable[[staging.Stage, BulkReport, str], None] = lambda stage, report, user: None
+    #: (stage, report, OS user, quiet providers): what else the report takes from the stage once
+    #: applied (the changes: those of the quiet providers may be left out).
+    finish: Callable[[staging.Stage, BulkReport, str, Sequence[str]], None] = lambda stage, report, user, quiet: None
     #: (stage): work the call can do before the write lock, once the workers are looked up.
     prepare: Callable[[staging.Stage], None] = lambda stage: None
 
 
-def _no_cyclic_gc(fn: F) -> F:
-    """Python's cycle collector off during the call (restored after): a bulk call makes two small
+def no_cyclic_gc(fn: F) -> F:
+    """Python's cycle collector off during the call (restored after): a bulk call makes a few small
     acyclic objects per worker, and with Mephisto loaded each full collection walks millions of
     objects; measured, it was half of a 10,000-worker grant's time."""
 
@@ -82,12 +82,14 @@ def _no_cyclic_gc(fn: F) -> F:
     return call  # type: ignore[return-value]
 
 
-@_no_cyclic_gc
+@no_cyclic_gc
 def run_staged(
     db: Any,
     session: Optional[Session],
     report: BulkReport,
-    rows: Iterable[staging.StagedRow],
+    rows: Iterable[Tuple[Any, ...]],
+    groups: staging.Groups,
+    group: Optional[int],
     refused: Dict[str, str],
     call: Call,
     check: Callable[[Any], Any],
@@ -103,6 +105,7 @@ def run_staged(
     done (everything, with ``all_or_nothing``); then ``call.apply`` in one transaction (the
     caller's, if given; a dry run rolls back); then the outcomes, and the crowd side.
 
+    ``group``: every row is of that group, given as (given, ref, value) (see ``Stage.add``).
     ``check(conn)`` raises for what makes the whole call impossible (an unknown qualification);
     ``refused`` fills while ``rows`` is read (malformed worker names). ``repeats=False``
     promises each worker is given once (a faster stage).
@@ -113,10 +116,10 @@ def run_staged(
     user = os_user()
     with session_for(db, session) as s:
         check(s.conn)
-        stage = staging.Stage(s.conn, repeats)
+        stage = staging.Stage(s.conn, groups, repeats)
         try:
             for part in parts(rows):
-                stage.add(part)
+                stage.add(part, group)
                 if progress:
                     progress(len(part))
             stage.resolve()
@@ -138,18 +141,25 @@ def run_staged(
             report.outcomes += [WorkerOutcome(w, "failed", error=why) for w, why in refused.items()]
 
             def collect() -> None:
-                counted = None if keep_outcomes else stage.tally(NO_CROWD)
-                if counted is not None:
-                    report.tally.update(counted)
-                for o in stage.outcomes(call.revoke, skip=() if counted is None else NO_CROWD):
-                    if o.status == "missing":
-                        found = call.missing(o.given, o.by_id)
-                        report.outcomes.append(found or WorkerOutcome(o.given, "failed", error=NOT_FOUND[o.by_id]))
-                    else:
-                        call.report(o, report, user)
-                    if not keep_outcomes and report.outcomes and report.outcomes[-1].ok:
-                        report.tally[report.outcomes.pop().status] += 1
-                call.finish(stage, report, user)
+                missing_by_id = ("failed", NOT_FOUND[True])
+                if keep_outcomes and not stage.maybe_repeats:  # each row its own outcome: set-based
+                    report.outcomes += starmap(WorkerOutcome, stage.plain_outcomes(call.revoke, call.missing,
+                                                                                   missing_by_id))
+                else:
+                    counted = None if keep_outcomes else stage.tally(NO_CROWD)
+                    if counted is not None:
+                        report.tally.update(counted)
+                    for o in stage.outcomes(call.revoke, skip=() if counted is None else NO_CROWD):
+                        status, error = (missing_by_id if o.by_id else call.missing) if o.status == "missing" else \
+                            (o.status, None)
+                        if not keep_outcomes and error is None:
+                            report.tally[status] += 1
+                            continue
+                        found = o.status != "missing"
+                        report.outcomes.append(WorkerOutcome(o.given, status, o.worker_id, o.worker_name, o.old_value,
+                                                             o.new_value if found and not call.revoke else None,
+                                                             error))
+                call.finish(stage, report, user, () if keep_outcomes else NO_CROWD)
                 report.provider_types = stage.provider_types(NO_CROWD)
 
             holds = len(s.write_holds)
@@ -161,7 +171,8 @@ def run_staged(
                 collect()
             report.lock_held = sum(s.write_holds[holds:])
         finally:
-            stage.drop()
+            if session is not None:  # the caller's connection goes on; our own closes, TEMP tables with it
+                stage.drop()
     if crowd and not dry_run and not inside:
         crowd_sync.sync_report(db, report)
     return report

@@ -76,6 +76,8 @@ def sync_changes(db: Any, changes: Sequence[Change], known: Optional[Dict[int, s
     type, from the call that made the changes; workers missing from it have no crowd side)
     saves reading the provider types again.
     """
+    if known is not None and not known:  # no changed worker is on a provider with a crowd side
+        return []
     relevant = [c for c in changes if c.action in GRANTING | REVOKING]
     if not relevant:
         return []

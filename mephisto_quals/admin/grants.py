@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 Progress = Optional[Callable[[int], None]]
+#: Outcomes that changed a grant (and so are audited and told to the crowd side).
+_CHANGED = ("granted", "updated")
 Workers = Iterable[Union[str, int]]
 
 
@@ -115,6 +117,7 @@ class GrantRow(NamedTuple):
     reason: Optional[str] = None
 
 
+@bulk.no_cyclic_gc
 def grant_rows(
     db: Any,
     qualification: str,
@@ -153,7 +156,7 @@ def grant_rows(
     raise (a CSV reader reports its bad lines there together with the refused workers).
     """
     now = time.time() if now is None else now
-    report = BulkReport("grant", qualification, dry_run)
+    groups = staging.Groups()
     refused: Dict[str, str] = {}
 
     def staged() -> Iterator[staging.StagedRow]:
@@ -171,37 +174,53 @@ def grant_rows(
                 for r in group:  # each row staged: the stage tells repeats that differ
                     ref = ref_of.get(str(r.worker).strip() if r.worker is not None else "")
                     if ref is not None:
-                        yield staging.StagedRow(ref.given, ref.worker_id, ref.name, ref.provider, r.value,
-                                                r.expires_at, r.reason, getattr(r, "line", None))
+                        yield (ref.given, ref.lookup, r.value,
+                               getattr(r, "line", None), groups.number(provider, r.expires_at, r.reason))
+
+    return _grant_staged(db, qualification, staged(), groups, None, refused, now, source=source, create=create,
+                         description=description, dry_run=dry_run, progress=progress, session=session, crowd=crowd,
+                         all_or_nothing=all_or_nothing, keep_outcomes=keep_outcomes, precheck=precheck,
+                         repeats=not _once)
+
+
+def _grant_staged(db: Any, qualification: str, rows: Iterable[Any], groups: staging.Groups, group: Optional[int],
+                  refused: Dict[str, str], now: float, *, source: str, create: bool, description: Optional[str],
+                  dry_run: bool, progress: Progress, session: Optional[Session], crowd: bool, all_or_nothing: bool,
+                  keep_outcomes: bool, precheck: Optional[Callable[[Dict[str, str], Dict[str, int]], None]],
+                  repeats: bool) -> BulkReport:
+    """The staged grant behind :func:`grant_rows` and :func:`set_values`: ``rows`` as
+    :data:`staging.StagedRow` tuples (or, all of ``group``, as (given, ref, value): see
+    ``Stage.add``), their workers already parsed (``refused`` the rest)."""
+    report = BulkReport("grant", qualification, dry_run)
 
     def apply(stage: staging.Stage, conn: Any, user: str) -> None:
         qual_id = _qualification_id(conn, qualification, create, description)
         stage.create_workers()
         stage.apply_grant(qual_id, qualification, now, source, user)
 
-    def outcome(o: staging.Outcome, into: BulkReport, user: str) -> None:
-        into.outcomes.append(WorkerOutcome(o.given, o.status, o.worker_id, o.worker_name, o.old_value, o.new_value))
-        told = keep_outcomes or o.provider not in bulk.NO_CROWD
-        if o.changed_from is not None and o.worker_id is not None and told:
-            into.changes.append(Change(now, qualification, o.worker_id, o.worker_name, "grant", o.changed_from[0],
-                                       o.new_value, o.expires_at, o.reason, source, user))
+    def changes(stage: staging.Stage, into: BulkReport, user: str, quiet: Sequence[str]) -> None:
+        if len(groups.groups) == 1 and not stage.maybe_repeats and not quiet:
+            # Each outcome is its own row (no repeats), with the one expiry and reason: the granted
+            # and updated ones are the changes, in order (cheaper than reading them again).
+            _, expires, why = groups.groups[0]
+            into.changes += [Change(now, qualification, o.worker_id, o.worker_name, "grant", o.old_value, o.new_value,
+                                    expires, why, source, user)
+                             for o in into.outcomes if o.status in _CHANGED and o.worker_id is not None]
+            return
+        into.changes += [Change(now, qualification, wid, name, "grant", old, new, expires, why, source, user)
+                         for wid, name, old, new, expires, why in stage.granted(quiet)]
 
     def check(conn: Any) -> None:
         if not create:
             _qualification_id(conn, qualification, create, description)
 
-    call = bulk.Call(apply, outcome, lambda given, by_id: None if by_id else _created(given),
+    call = bulk.Call(apply, ("failed", bulk.NOT_FOUND[False]), finish=changes,
                      prepare=lambda stage: stage.plan_new_workers())
-    return bulk.run_staged(db, session, report, staged(), refused, call, check, dry_run, progress, crowd,
-                           all_or_nothing, keep_outcomes, precheck, repeats=not _once)
+    return bulk.run_staged(db, session, report, rows, groups, group, refused, call, check, dry_run, progress, crowd,
+                           all_or_nothing, keep_outcomes, precheck, repeats=repeats)
 
 
-def _created(given: str) -> Optional[WorkerOutcome]:
-    """A worker named by provider name is no refusal: the grant creates them. Were one still not
-    found after the apply, this is their outcome."""
-    return WorkerOutcome(given, "failed", error=bulk.NOT_FOUND[False])
-
-
+@bulk.no_cyclic_gc
 def set_values(
     db: Any,
     qualification: str,
@@ -212,14 +231,34 @@ def set_values(
     expires_in: Any = None,
     expires_at: Any = None,
     now: Optional[float] = None,
-    **kwargs: Any,
+    source: str = "api",
+    create: bool = False,
+    description: Optional[str] = None,
+    dry_run: bool = False,
+    progress: Progress = None,
+    session: Optional[Session] = None,
+    crowd: bool = True,
 ) -> BulkReport:
     """Grant one qualification with a value per worker (same provider, expiry and reason), in
-    one transaction; other options (``crowd``, ``session``, ...) as :func:`grant_rows`."""
+    one transaction; the other options as :func:`grant_rows`. A dict names each worker once, so
+    the rows go to the stage as they are (no repeat to merge)."""
     now = time.time() if now is None else now
     expiry = expiry_from(expires_in, expires_at, now)
-    rows = [GrantRow(w, v, provider, expiry, reason) for w, v in values.items()]
-    return grant_rows(db, qualification, rows, now=now, _once=True, **kwargs)  # a dict names each worker once
+    if not all(type(v) is int and VALUE_MIN <= v <= VALUE_MAX for v in values.values()):
+        for worker, value in values.items():  # the first bad one, named
+            check_value(value, f"value for {worker}")
+    refs, refused = parse_refs(values, provider)
+    groups = staging.Groups()
+    group = groups.number(provider, expiry, reason)
+    ref = 1 if provider is None else 2  # WorkerRef's worker_id or name: what finds the worker (its lookup)
+    if len(refs) == len(values):  # every key parsed, none twice: refs follow the dict's order
+        rows = [(r[0], r[ref], v) for r, v in zip(refs, values.values(), strict=True)]
+    else:
+        value_of = {str(w).strip() if w is not None else "": v for w, v in values.items()}
+        rows = [(r[0], r[ref], value_of[r[0]]) for r in refs]
+    return _grant_staged(db, qualification, rows, groups, group, refused, now, source=source, create=create,
+                         description=description, dry_run=dry_run, progress=progress, session=session, crowd=crowd,
+                         all_or_nothing=False, keep_outcomes=True, precheck=None, repeats=False)
 
 
 def grant(db: Any, qualification: str, workers: Workers, value: int = 1, **kwargs: Any) -> BulkReport:
@@ -228,6 +267,7 @@ def grant(db: Any, qualification: str, workers: Workers, value: int = 1, **kwarg
     return set_values(db, qualification, {w: value for w in workers}, **kwargs)
 
 
+@bulk.no_cyclic_gc
 def _remove(
     db: Any,
     names: Sequence[str],
@@ -256,17 +296,16 @@ def _remove(
         qual_ids = qual_store.find_ids(conn, list(names))
         stage.apply_revoke([(n, qual_ids[n]) for n in names if n in qual_ids], action, now, source, user)
 
-    def outcome(o: staging.Outcome, into: BulkReport, user: str) -> None:
-        into.outcomes.append(WorkerOutcome(o.given, o.status, o.worker_id, o.worker_name, o.old_value, None))
-
-    def removed(stage: staging.Stage, into: BulkReport, user: str) -> None:
+    def removed(stage: staging.Stage, into: BulkReport, user: str, quiet: Sequence[str]) -> None:
         into.changes += [Change(now, name, wid, wname, action, old, None, None, reason, source, user)
                          for name, wid, wname, old in stage.removed()]
 
-    rows = (staging.StagedRow(r.given, r.worker_id, r.name, r.provider, reason=reason) for r in refs)
-    call = bulk.Call(apply, outcome, lambda given, by_id: None if by_id else WorkerOutcome(given, "not held"),
-                     revoke=True, finish=removed)
-    return bulk.run_staged(db, session, report, rows, refused, call, check, dry_run, progress, crowd, repeats=False)
+    groups = staging.Groups()
+    group = groups.number(provider, None, reason)
+    rows = [(r.given, r.lookup, None) for r in refs]
+    call = bulk.Call(apply, ("not held", None), revoke=True, finish=removed)
+    return bulk.run_staged(db, session, report, rows, groups, group, refused, call, check, dry_run, progress, crowd,
+                           repeats=False)
 
 
 def revoke(

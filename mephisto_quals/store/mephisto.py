@@ -30,6 +30,7 @@ __all__ = [
     "random_id",
     "random_id_sql",
     "RANDOM_ID_RANGE",
+    "clock_defaults",
 ]
 
 #: Mephisto 1.4+'s ``make_randomized_int_id`` range.
@@ -120,3 +121,23 @@ def random_id_sql() -> str:
     writes; SQLite's ``random()`` with its sign bit cleared, folded into the range)."""
     low, high = RANDOM_ID_RANGE
     return f"({low} + ((random() & 9223372036854775807) % {high - low + 1}))"
+
+
+_CLOCK = ("now", "current_")
+
+
+def clock_defaults(conn: sqlite3.Connection, table: str) -> List[Tuple[str, Any]]:
+    """(column, value) of each column of Mephisto's ``table`` whose default reads the clock
+    (``CURRENT_TIMESTAMP``; 1.4+'s ``STRFTIME(..., 'NOW')``), its default evaluated once, now.
+
+    A set-based INSERT that binds these writes what the defaults would: SQLite fixes "now"
+    for the whole statement, so every row of one INSERT gets the same instant either way; but a
+    default is evaluated per row (two STRFTIME calls a row were most of a 10,000-row insert).
+    """
+    found = [(r[1], r[4]) for r in conn.execute(f"PRAGMA table_info({table})")
+             if r[4] is not None and any(word in str(r[4]).lower() for word in _CLOCK)]
+    if not found:
+        return []
+    values = conn.execute("SELECT " + ", ".join(f"({expression})" for _, expression in found)).fetchone()
+    return [(column, values[i]) for i, (column, _) in enumerate(found)]
+

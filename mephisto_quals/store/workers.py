@@ -27,6 +27,9 @@ __all__ = [
 
 #: Providers whose workers Mephisto names with a ``_sandbox`` suffix.
 SANDBOX_PROVIDERS = {"mock", "mturk_sandbox"}
+#: The largest id a Mephisto worker can have (SQLite's 64-bit INTEGER).
+MAX_WORKER_ID = 2**63 - 1
+_ID_DIGITS = len(str(MAX_WORKER_ID))
 KNOWN_PROVIDERS = {"mock", "mturk", "mturk_sandbox", "prolific", "inhouse"}
 _MTURK_WORKER = re.compile(r"^A[A-Z0-9]{1,63}$")
 _SPACE = re.compile(r"\s")
@@ -47,6 +50,11 @@ class WorkerRef(NamedTuple):
     worker_id: Optional[int] = None
     name: Optional[str] = None
     provider: Optional[str] = None
+
+    @property
+    def lookup(self) -> Union[int, str]:
+        """What finds the worker in Mephisto's ``workers`` table: the id, else the stored name."""
+        return self.worker_id if self.worker_id is not None else str(self.name)
 
 
 def mephisto_worker_name(name: str, provider: str) -> str:
@@ -69,6 +77,7 @@ def parse_refs(
     refs: List[WorkerRef] = []
     refused: Dict[str, str] = {}
     seen = set()
+    add, new_ref = refs.append, tuple.__new__  # a plain tuple build: a NamedTuple's __new__ costs more than the rest
     for raw in workers:
         given = str(raw).strip() if raw is not None else ""
         if given in seen:
@@ -77,10 +86,12 @@ def parse_refs(
         if not given:
             refused[str(raw)] = "empty worker id"
         elif provider is None:
-            if not given.isdigit():
+            if not (given.isascii() and given.isdigit()):
                 refused[given] = "not a Mephisto worker id (a number); name provider workers with --provider"
+            elif len(given.lstrip("0")) > _ID_DIGITS or int(given) > MAX_WORKER_ID:
+                refused[given] = f"not a Mephisto worker id (they go up to {MAX_WORKER_ID})"
             else:
-                refs.append(WorkerRef(given, int(given), None, None))
+                add(new_ref(WorkerRef, (given, int(given), None, None)))
         elif _SPACE.search(given):
             refused[given] = "worker names contain no whitespace"
         elif provider.startswith("mturk") and not _MTURK_WORKER.match(given.removesuffix("_sandbox")):
@@ -88,7 +99,7 @@ def parse_refs(
         elif provider == "prolific" and not is_prolific_participant_id(given):
             refused[given] = PROLIFIC_ID_RULE
         else:
-            refs.append(WorkerRef(given, None, mephisto_worker_name(given, provider), provider))
+            add(new_ref(WorkerRef, (given, None, mephisto_worker_name(given, provider), provider)))
     return refs, refused
 
 
