@@ -32,7 +32,7 @@ SHOWN_REFUSALS = 200
 NO_CROWD = ("mock", "inhouse")
 
 
-def parts(rows: Iterable[T], size: int = staging.RESOLVE_CHUNK) -> Iterator[List[T]]:
+def parts(rows: Iterable[T], size: int = staging.STAGE_PART) -> Iterator[List[T]]:
     """Consecutive lists of up to ``size`` items of any iterable (a generator is read once)."""
     part: List[T] = []
     for row in rows:

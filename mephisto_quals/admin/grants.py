@@ -134,7 +134,6 @@ def grant_rows(
     all_or_nothing: bool = False,
     keep_outcomes: bool = True,
     precheck: Optional[Callable[[Dict[str, str], Dict[str, int]], None]] = None,
-    _once: bool = False,
 ) -> BulkReport:
     """Grant one qualification with its own value, provider, expiry and reason per worker,
     all in one transaction (what ``import`` of a CSV needs).
@@ -180,7 +179,7 @@ def grant_rows(
     return _grant_staged(db, qualification, staged(), groups, None, refused, now, source=source, create=create,
                          description=description, dry_run=dry_run, progress=progress, session=session, crowd=crowd,
                          all_or_nothing=all_or_nothing, keep_outcomes=keep_outcomes, precheck=precheck,
-                         repeats=not _once)
+                         repeats=True)
 
 
 def _grant_staged(db: Any, qualification: str, rows: Iterable[Any], groups: staging.Groups, group: Optional[int],
@@ -250,12 +249,11 @@ def set_values(
     refs, refused = parse_refs(values, provider)
     groups = staging.Groups()
     group = groups.number(provider, expiry, reason)
-    ref = 1 if provider is None else 2  # WorkerRef's worker_id or name: what finds the worker (its lookup)
     if len(refs) == len(values):  # every key parsed, none twice: refs follow the dict's order
-        rows = [(r[0], r[ref], v) for r, v in zip(refs, values.values(), strict=True)]
+        rows = [(r.given, r.lookup, v) for r, v in zip(refs, values.values(), strict=True)]
     else:
         value_of = {str(w).strip() if w is not None else "": v for w, v in values.items()}
-        rows = [(r[0], r[ref], value_of[r[0]]) for r in refs]
+        rows = [(r.given, r.lookup, value_of[r.given]) for r in refs]
     return _grant_staged(db, qualification, rows, groups, group, refused, now, source=source, create=create,
                          description=description, dry_run=dry_run, progress=progress, session=session, crowd=crowd,
                          all_or_nothing=False, keep_outcomes=True, precheck=None, repeats=False)

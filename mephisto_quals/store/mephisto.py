@@ -140,4 +140,3 @@ def clock_defaults(conn: sqlite3.Connection, table: str) -> List[Tuple[str, Any]
         return []
     values = conn.execute("SELECT " + ", ".join(f"({expression})" for _, expression in found)).fetchone()
     return [(column, values[i]) for i, (column, _) in enumerate(found)]
-

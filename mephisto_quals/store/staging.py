@@ -2,8 +2,8 @@
 
 A live Mephisto run in another process waits for our write lock (its connections give up after
 5 s). So all that can happens before the lock: the rows go into a connection-private TEMP table
-(its own file: filling it locks nothing of Mephisto's) and workers are looked up in short read
-statements. Under the lock, a few set-based statements read each worker's grant and write
+(its own file: filling it locks nothing of Mephisto's), and workers are looked up as the rows go
+in, in short read transactions. Under the lock, a few set-based statements read each worker's grant and write
 Mephisto's rows (exactly those of its per-row INSERT / UPDATE in place / DELETE by pair, in the
 given order), our expiry, the audit and the review app's rows. It stays all-or-nothing; the gate
 sees the old list or the new one. TEMP rows written in a transaction roll back with it, so a dry
@@ -24,10 +24,10 @@ from mephisto_quals.store.stage_reads import BATCHES, GROUPS, REMOVED, TABLE, St
 from mephisto_quals.store.staged_rows import Groups, Outcome, StagedRow, UniformRow
 from mephisto_quals.store.workers import insert_workers
 
-__all__ = ["Stage", "StagedRow", "UniformRow", "Groups", "Outcome", "RESOLVE_CHUNK"]
+__all__ = ["Stage", "StagedRow", "UniformRow", "Groups", "Outcome", "STAGE_PART"]
 
-#: Rows per read statement while resolving workers outside the lock (each holds a read lock briefly).
-RESOLVE_CHUNK = 5_000
+#: Rows staged per :meth:`Stage.add` call: their worker lookups share one short read transaction.
+STAGE_PART = 5_000
 #: Rows per staging statement (5 bound values each: well under SQLite's oldest limit of 999).
 INSERT_ROWS = 150
 
@@ -58,7 +58,6 @@ class Stage(StageReads):
                 ptype TEXT
                 {", UNIQUE (given, pkey)" if repeats else ""})"""
         )
-        self.size = 0
         self._groups_staged = 0
         #: Whether two rows name one worker (decided by :meth:`resolve`; until then, maybe).
         self.maybe_repeats = True
@@ -90,7 +89,6 @@ class Stage(StageReads):
         finally:
             if own:
                 self.conn.execute("COMMIT")
-        self.size += len(rows)
         return len(rows)
 
     def _insert(self, rows: Sequence[Tuple[Any, ...]], group: Optional[int]) -> None:
@@ -105,13 +103,17 @@ class Stage(StageReads):
                     conflict = CASE WHEN conflict IS NULL AND (value IS NOT excluded.value
                         OR expires_at IS NOT excluded.expires_at OR reason IS NOT excluded.reason)
                         THEN excluded.line ELSE conflict END""" if self.repeats else ""
-        shape, line, grp, after = ("given, ref, value", "NULL", "?", (group,)) if group is not None else \
-            ("given, ref, value, line, grp", "v.line", "v.grp", ())
-        marks = "(" + ", ".join("?" * (shape.count(",") + 1)) + ")"
+        shape: Tuple[str, ...]
+        after: Tuple[int, ...]
+        if group is not None:  # (given, ref, value) rows; the group bound once per statement
+            shape, line, grp, after = ("given", "ref", "value"), "NULL", "?", (group,)
+        else:
+            shape, line, grp, after = ("given", "ref", "value", "line", "grp"), "v.line", "v.grp", ()
+        marks = "(" + ", ".join("?" * len(shape)) + ")"
         for start in range(0, len(rows), INSERT_ROWS):
             part = rows[start:start + INSERT_ROWS]
             self.conn.execute(
-                f"""WITH v ({shape}) AS (VALUES {",".join([marks] * len(part))})
+                f"""WITH v ({", ".join(shape)}) AS (VALUES {",".join([marks] * len(part))})
                     INSERT INTO {TABLE} (given, by_id, name, provider, pkey, value, expires_at, reason, line, bkey,
                                           worker_id, worker_name, ptype, status)
                     SELECT v.given, CASE WHEN g.provider IS NULL THEN v.ref END,
