@@ -142,3 +142,52 @@ def test_the_set_based_report_matches_the_row_by_row_one(db):
                              dry_run=True)
     assert slow.outcomes[:4] == plain.outcomes
     assert [o.status for o in plain.outcomes] == ["unchanged", "updated", "granted", "failed"]
+
+
+@pytest.mark.parametrize("given", [
+    ["12", " 7", "0009"],  # clean: checked a list at a time
+    ["12", "12 "],  # one worker given twice once stripped
+    ["12", ""],  # an empty one
+    ["12", "x"],  # not digits
+    ["12", "١٢"],  # digits, not ASCII
+    ["12", "9" * 19],  # as long as the largest id: checked one by one
+    ["12", 13],  # not all strings
+    [],
+])
+def test_ids_checked_a_list_at_a_time_read_as_checked_one_by_one(given):
+    """parse_refs' list-at-a-time path (plain_ids) gives exactly what the per-worker loop gives."""
+    from mephisto_quals.store import workers
+
+    fast = workers.parse_refs(given)
+    plain = workers.plain_ids(given)
+    assert (plain is not None) == (given == ["12", " 7", "0009"])
+    original = workers.plain_ids
+    try:
+        workers.plain_ids = lambda items: None  # the per-worker loop only
+        slow = workers.parse_refs(given)
+    finally:
+        workers.plain_ids = original
+    assert fast == slow
+    assert all(type(r) is workers.WorkerRef for r in fast[0])
+
+
+def test_one_batch_audit_of_a_uniform_grant_and_revoke(db):
+    """A call whose rows share one expiry and reason writes one audit batch for its changes
+    (and none when nothing changed)."""
+    import sqlite3
+
+    grants.grant(db, "allow", ["alice", "bob"], provider="mock", create=True, reason="pilot")
+    grants.grant(db, "allow", ["alice", "bob"], provider="mock", reason="pilot")  # unchanged: no batch
+    grants.revoke(db, "allow", ["alice", "carol"], provider="mock", reason="left")
+    conn = sqlite3.connect(db.db_path)
+    try:
+        batches = conn.execute("SELECT batch_id, action, reason FROM mephisto_quals_audit_batch ORDER BY batch_id")\
+            .fetchall()
+        changes = conn.execute("SELECT batch_id, worker_name, old_value, new_value FROM mephisto_quals_audit_change"
+                               " ORDER BY change_id").fetchall()
+    finally:
+        conn.close()
+    assert [(a, r) for _, a, r in batches] == [("grant", "pilot"), ("revoke", "left")]
+    first, second = batches[0][0], batches[1][0]
+    assert changes == [(first, "alice_sandbox", None, 1), (first, "bob_sandbox", None, 1),
+                       (second, "alice_sandbox", 1, None)]

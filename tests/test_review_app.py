@@ -12,6 +12,7 @@ that grants and history work as before there.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from typing import Any, Dict, Iterator, List, Optional
@@ -53,16 +54,38 @@ def app(db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
         monkeypatch.setenv(key, value)
+    saved = _logging_state()  # importing the app configures logging for the whole process
     try:
-        from mephisto.review_app import server
-    except ImportError as e:
-        pytest.skip(f"Mephisto's review app server does not import here: {e}")
-    # The app reconfigures logging for the whole process at creation; the tests need none of it.
-    monkeypatch.setattr(server, "dictConfig", lambda config: None)
-    flask_app = server.create_app(database_path=db.db_path)
-    flask_app.testing = True
-    yield flask_app
-    flask_app.db.shutdown()
+        try:
+            from mephisto.review_app import server
+        except ImportError as e:
+            pytest.skip(f"Mephisto's review app server does not import here: {e}")
+        # The app reconfigures logging again at creation; the tests need none of it.
+        monkeypatch.setattr(server, "dictConfig", lambda config: None)
+        flask_app = server.create_app(database_path=db.db_path)
+        flask_app.testing = True
+        yield flask_app
+        flask_app.db.shutdown()
+    finally:
+        _restore_logging(saved)
+
+
+def _logging_state() -> Dict[str, Any]:
+    """Every logger's level, handlers, propagation and disabled flag (a dictConfig with
+    disable_existing_loggers turns off loggers later tests read with caplog)."""
+    loggers = [logging.getLogger()] + [v for v in logging.root.manager.loggerDict.values()
+                                      if isinstance(v, logging.Logger)]
+    return {lg.name: (lg, lg.level, list(lg.handlers), lg.propagate, lg.disabled) for lg in loggers}
+
+
+def _restore_logging(saved: Dict[str, Any]) -> None:
+    for lg, level, handlers, propagate, disabled in saved.values():
+        lg.setLevel(level)
+        lg.handlers[:] = handlers
+        lg.propagate, lg.disabled = propagate, disabled
+    for v in list(logging.root.manager.loggerDict.values()):  # loggers made since: as a fresh one would be
+        if isinstance(v, logging.Logger) and v.name not in saved:
+            v.disabled = False
 
 
 def call(app: Any, method: str, url: str, body: Optional[Dict[str, Any]] = None) -> Any:
@@ -234,3 +257,25 @@ def test_without_worker_review_grants_and_history_are_as_before(db):
                             "AND name NOT LIKE 'mephisto_quals%'").fetchall() == []
     finally:
         conn.close()
+
+
+def test_bulk_ids_are_random_in_range_and_ascend_as_written(db):
+    """On a database with random ids (1.4+): a bulk grant's new workers get random ids that
+    ascend in name order (both of the table's B-trees fill in turn) and its worker_review rows
+    random ids that ascend in the given order, all in Mephisto's range and distinct."""
+    if not has_worker_review(db):
+        pytest.skip("this Mephisto has no worker_review table and sequential worker ids (1.4+ adds random ones)")
+    names = [f"w{n:03d}" for n in (7, 3, 9, 1, 5, 0, 8, 2, 6, 4)]
+    grants.grant(db, "trusted", names, provider="mock", create=True)
+    conn = sqlite3.connect(db.db_path)
+    try:
+        made = conn.execute("SELECT worker_name, worker_id FROM workers ORDER BY worker_name").fetchall()
+        reviews = conn.execute("SELECT r.id, w.worker_name FROM worker_review r JOIN workers w USING (worker_id)"
+                               " ORDER BY r.id").fetchall()
+    finally:
+        conn.close()
+    low, high = RANDOM_ID_RANGE
+    ids = [i for _, i in made]
+    assert len(made) == 10 and ids == sorted(ids) and len(set(ids)) == 10 and all(low <= i <= high for i in ids)
+    assert [n for _, n in reviews] == [f"{n}_sandbox" for n in names]  # id order is the given order
+    assert all(low <= i <= high for i, _ in reviews) and len({i for i, _ in reviews}) == 10

@@ -100,6 +100,7 @@ def run_staged(
     keep_outcomes: bool = True,
     precheck: Optional[Callable[[Dict[str, str], Dict[str, int]], None]] = None,
     repeats: bool = True,
+    distinct: bool = False,
 ) -> BulkReport:
     """Stage ``rows`` and look their workers up before the write lock; refuse what cannot be
     done (everything, with ``all_or_nothing``); then ``call.apply`` in one transaction (the
@@ -108,7 +109,8 @@ def run_staged(
     ``group``: every row is of that group, given as (given, ref, value) (see ``Stage.add``).
     ``check(conn)`` raises for what makes the whole call impossible (an unknown qualification);
     ``refused`` fills while ``rows`` is read (malformed worker names). ``repeats=False``
-    promises each worker is given once (a faster stage).
+    promises each worker is given once (a faster stage); ``distinct``, that no two rows name one
+    worker (different Mephisto ids: no repeats to look for).
     """
     inside = session is not None and session.in_transaction
     if dry_run and inside:
@@ -116,7 +118,7 @@ def run_staged(
     user = os_user()
     with session_for(db, session) as s:
         check(s.conn)
-        stage = staging.Stage(s.conn, groups, repeats)
+        stage = staging.Stage(s.conn, groups, repeats, distinct)
         try:
             for part in parts(rows):
                 stage.add(part, group)

@@ -13,7 +13,10 @@ Each function opens its own session and transaction, or runs inside the caller's
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Union
+from functools import partial
+from itertools import repeat
+from operator import itemgetter
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from mephisto_quals.admin import bulk
 from mephisto_quals.admin.reports import BulkReport, OutcomeCounts, WorkerOutcome
@@ -27,7 +30,9 @@ from mephisto_quals.store import grants as grant_store
 from mephisto_quals.store import qualifications as qual_store
 from mephisto_quals.store import reviews as review_store
 from mephisto_quals.store.audit import Change, os_user
-from mephisto_quals.store.workers import parse_refs
+from mephisto_quals.store.workers import parse_refs, plain_ids
+
+_new_change = partial(tuple.__new__, Change)  # a Change from a complete tuple, without its Python __new__
 
 __all__ = [
     "WorkerOutcome",
@@ -186,7 +191,7 @@ def _grant_staged(db: Any, qualification: str, rows: Iterable[Any], groups: stag
                   refused: Dict[str, str], now: float, *, source: str, create: bool, description: Optional[str],
                   dry_run: bool, progress: Progress, session: Optional[Session], crowd: bool, all_or_nothing: bool,
                   keep_outcomes: bool, precheck: Optional[Callable[[Dict[str, str], Dict[str, int]], None]],
-                  repeats: bool) -> BulkReport:
+                  repeats: bool, distinct: bool = False) -> BulkReport:
     """The staged grant behind :func:`grant_rows` and :func:`set_values`: ``rows`` as
     :data:`staging.StagedRow` tuples (or, all of ``group``, as (given, ref, value): see
     ``Stage.add``), their workers already parsed (``refused`` the rest)."""
@@ -198,13 +203,16 @@ def _grant_staged(db: Any, qualification: str, rows: Iterable[Any], groups: stag
         stage.apply_grant(qual_id, qualification, now, source, user)
 
     def changes(stage: staging.Stage, into: BulkReport, user: str, quiet: Sequence[str]) -> None:
-        if len(groups.groups) == 1 and not stage.maybe_repeats and not quiet:
-            # Each outcome is its own row (no repeats), with the one expiry and reason: the granted
-            # and updated ones are the changes, in order (cheaper than reading them again).
+        if len(groups.groups) == 1 and stage.plain_read is not None and not quiet:
+            # Each outcome read was its own row (no repeats), with the one expiry and reason: the
+            # granted and updated ones are the changes, in order, built in C (cheaper than reading
+            # them again). Outcome rows: (given, status, worker_id, worker_name, old, new, error).
             _, expires, why = groups.groups[0]
-            into.changes += [Change(now, qualification, o.worker_id, o.worker_name, "grant", o.old_value, o.new_value,
-                                    expires, why, source, user)
-                             for o in into.outcomes if o.status in _CHANGED and o.worker_id is not None]
+            rows = [r for r in stage.plain_read if r[1] in _CHANGED]  # found workers only
+            into.changes += map(_new_change, zip(
+                repeat(now), repeat(qualification), map(itemgetter(2), rows), map(itemgetter(3), rows),
+                repeat("grant"), map(itemgetter(4), rows), map(itemgetter(5), rows), repeat(expires), repeat(why),
+                repeat(source), repeat(user), strict=False))
             return
         into.changes += [Change(now, qualification, wid, name, "grant", old, new, expires, why, source, user)
                          for wid, name, old, new, expires, why in stage.granted(quiet)]
@@ -216,7 +224,7 @@ def _grant_staged(db: Any, qualification: str, rows: Iterable[Any], groups: stag
     call = bulk.Call(apply, ("failed", bulk.NOT_FOUND[False]), finish=changes,
                      prepare=lambda stage: stage.plan_new_workers())
     return bulk.run_staged(db, session, report, rows, groups, group, refused, call, check, dry_run, progress, crowd,
-                           all_or_nothing, keep_outcomes, precheck, repeats=repeats)
+                           all_or_nothing, keep_outcomes, precheck, repeats=repeats, distinct=distinct)
 
 
 @bulk.no_cyclic_gc
@@ -246,17 +254,23 @@ def set_values(
     if not all(type(v) is int and VALUE_MIN <= v <= VALUE_MAX for v in values.values()):
         for worker, value in values.items():  # the first bad one, named
             check_value(value, f"value for {worker}")
-    refs, refused = parse_refs(values, provider)
     groups = staging.Groups()
     group = groups.number(provider, expiry, reason)
-    if len(refs) == len(values):  # every key parsed, none twice: refs follow the dict's order
-        rows = [(r.given, r.lookup, v) for r, v in zip(refs, values.values(), strict=True)]
+    plain = plain_ids(values) if provider is None else None
+    refused: Dict[str, str] = {}
+    if plain is not None:  # every key a Mephisto id, each once: rows follow the dict's order
+        rows: List[Tuple[str, Union[int, str], int]] = list(zip(*plain, values.values(), strict=True))
     else:
-        value_of = {str(w).strip() if w is not None else "": v for w, v in values.items()}
-        rows = [(r.given, r.lookup, value_of[r.given]) for r in refs]
+        refs, refused = parse_refs(values, provider)
+        if len(refs) == len(values):  # every key parsed, none twice: refs follow the dict's order
+            rows = [(r.given, r.lookup, v) for r, v in zip(refs, values.values(), strict=True)]
+        else:
+            value_of = {str(w).strip() if w is not None else "": v for w, v in values.items()}
+            rows = [(r.given, r.lookup, value_of[r.given]) for r in refs]
     return _grant_staged(db, qualification, rows, groups, group, refused, now, source=source, create=create,
                          description=description, dry_run=dry_run, progress=progress, session=session, crowd=crowd,
-                         all_or_nothing=False, keep_outcomes=True, precheck=None, repeats=False)
+                         all_or_nothing=False, keep_outcomes=True, precheck=None, repeats=False,
+                         distinct=plain is not None and len(set(plain[1])) == len(plain[1]))
 
 
 def grant(db: Any, qualification: str, workers: Workers, value: int = 1, **kwargs: Any) -> BulkReport:

@@ -46,11 +46,7 @@ def record(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
         key = (c.at, c.qualification, c.action, c.expires_at, c.reason, c.source, c.os_user)
         batches.setdefault(key, []).append((c.worker_id, c.old_value, c.new_value, c.worker_name))
     for context, rows in batches.items():
-        batch_id = conn.execute(
-            """INSERT INTO mephisto_quals_audit_batch (at, qualification, action, expires_at, reason, source, os_user)
-               VALUES (?, ?, ?, ?, ?, ?, ?)""",
-            context,
-        ).lastrowid
+        batch_id = _new_batch(conn, context)
         conn.executemany(
             """INSERT INTO mephisto_quals_audit_change (batch_id, worker_id, old_value, new_value, worker_name)
                VALUES (?, ?, ?, ?, ?)""",
@@ -59,12 +55,23 @@ def record(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
 
 
 def record_staged(conn: sqlite3.Connection, table: str, batches: str, where: str, qualification: str, action: str,
-              now: float, source: str, user: str, new_value: str) -> None:
+              now: float, source: str, user: str, new_value: str, only_key: Optional[str] = None) -> None:
     """Audit the rows of a staged table (:mod:`mephisto_quals.store.staging`) that ``where``
     selects (its alias ``s``): one batch per distinct ``bkey`` (expiry and reason), then one
     change row per worker (``worker_id``, ``worker_name``, ``old_value``, the SQL ``new_value``)
-    in ``seq`` order, set-based, inside the caller's transaction. ``batches`` is a scratch table."""
+    in ``seq`` order, set-based, inside the caller's transaction. ``batches`` is a scratch table.
+    ``only_key``: every staged row has this ``bkey`` (one batch, from the first row selected)."""
     c = conn
+    changes = f"""INSERT INTO mephisto_quals_audit_change (batch_id, worker_id, old_value, new_value, worker_name)
+                  SELECT {{batch}}, s.worker_id, s.old_value, {new_value}, s.worker_name
+                  FROM {table} s {{join}} WHERE {where} ORDER BY s.seq"""
+    if only_key is not None:  # one batch, its id bound: no grouping, no join per row
+        first = c.execute(f"SELECT s.expires_at, s.reason FROM {table} s WHERE {where} ORDER BY s.seq LIMIT 1")\
+            .fetchone()
+        if first is not None:
+            batch_id = _new_batch(c, (now, qualification, action, first[0], first[1], source, user))
+            c.execute(changes.format(batch="?", join=""), (batch_id,))
+        return
     c.execute(f"DROP TABLE IF EXISTS {batches}")
     c.execute(f"CREATE TABLE {batches} (key TEXT PRIMARY KEY, batch_id INTEGER, first INTEGER)")
     c.execute(f"INSERT INTO {batches} (key, first) SELECT s.bkey, min(s.seq) FROM {table} s WHERE {where}"
@@ -74,17 +81,19 @@ def record_staged(conn: sqlite3.Connection, table: str, batches: str, where: str
             ORDER BY b.first"""
     ).fetchall()
     for group_key, expires_at, reason in groups:
-        batch_id = c.execute(
-            """INSERT INTO mephisto_quals_audit_batch
-               (at, qualification, action, expires_at, reason, source, os_user) VALUES (?, ?, ?, ?, ?, ?, ?)""",
-            (now, qualification, action, expires_at, reason, source, user),
-        ).lastrowid
+        batch_id = _new_batch(c, (now, qualification, action, expires_at, reason, source, user))
         c.execute(f"UPDATE {batches} SET batch_id = ? WHERE key = ?", (batch_id, group_key))
-    c.execute(
-        f"""INSERT INTO mephisto_quals_audit_change (batch_id, worker_id, old_value, new_value, worker_name)
-            SELECT b.batch_id, s.worker_id, s.old_value, {new_value}, s.worker_name
-            FROM {table} s JOIN {batches} b ON b.key = s.bkey WHERE {where} ORDER BY s.seq"""
+    c.execute(changes.format(batch="b.batch_id", join=f"JOIN {batches} b ON b.key = s.bkey"))
+
+
+def _new_batch(conn: sqlite3.Connection, context: Tuple[Any, ...]) -> int:
+    """A new batch row of (at, qualification, action, expires_at, reason, source, os_user); its id."""
+    cursor = conn.execute(
+        """INSERT INTO mephisto_quals_audit_batch (at, qualification, action, expires_at, reason, source, os_user)
+           VALUES (?, ?, ?, ?, ?, ?, ?)""",
+        context,
     )
+    return int(cursor.lastrowid or 0)
 
 
 def read(

@@ -28,7 +28,7 @@ __all__ = [
     "has_column",
     "uses_random_ids",
     "random_id",
-    "random_id_sql",
+    "random_ids_in_order",
     "RANDOM_ID_RANGE",
     "clock_defaults",
 ]
@@ -116,11 +116,14 @@ def random_id() -> int:
     return random.randint(*RANDOM_ID_RANGE)
 
 
-def random_id_sql() -> str:
-    """An SQL expression drawing such an id per row, in :data:`RANDOM_ID_RANGE` (for set-based
-    writes; SQLite's ``random()`` with its sign bit cleared, folded into the range)."""
+def random_ids_in_order(position: str, slices: int) -> str:
+    """An SQL expression drawing a random id per row in :data:`RANDOM_ID_RANGE`, ascending with
+    ``position`` (an integer from 0 to ``slices`` - 1, e.g. a row number): the range is cut into
+    ``slices`` equal parts and each row draws within its own. Rows inserted in ``position`` order
+    are then in id order (no sort needed), and two rows never draw the same id."""
     low, high = RANDOM_ID_RANGE
-    return f"({low} + ((random() & 9223372036854775807) % {high - low + 1}))"
+    width = (high - low + 1) // max(slices, 1)
+    return f"({low} + ({position}) * {width} + ((random() & 9223372036854775807) % {width}))"
 
 
 _CLOCK = ("now", "current_")

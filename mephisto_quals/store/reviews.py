@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
 from mephisto_quals.store.audit import Change
-from mephisto_quals.store.mephisto import has_column, random_id, random_id_sql
+from mephisto_quals.store.mephisto import has_column, random_id, random_ids_in_order
 from mephisto_quals.store.session import chunks, savepoint
 
 __all__ = ["TABLE", "ReviewRow", "supported", "stamp", "instant", "record", "record_staged", "read"]
@@ -105,17 +105,19 @@ def record_staged(conn: sqlite3.Connection, table: str, where: str, columns: str
               now: float) -> None:
     """The ``worker_review`` rows (Mephisto 1.5.2) of the staged rows ``where`` selects (alias
     ``s``), as ``new_worker_review`` writes them: ``columns`` gives worker_id through review_note,
-    with ``args``; random ids drawn in the statement (in C: it runs under the lock) and inserted
-    in id order, so they fill the table's pages in turn (on a big table, 2-3x faster than in
-    the given order); a clash draws them all again."""
+    with ``args``. Their random ids are drawn in the statement (in C: it runs under the lock),
+    each in its row's own slice of Mephisto's id range (:func:`random_ids_in_order`), so the rows
+    go in in id order and fill the table's pages in turn (on a big table, 2-3x faster than in the
+    given order) without a sort; a clash with an existing id draws them all again."""
     c = conn
     if not supported(c):
         return
+    slices = int(c.execute(f"SELECT coalesce(max(seq), 0) FROM {table}").fetchone()[0]) + 1
     sql = f"""INSERT INTO worker_review (id, worker_id, unit_id, updated_qualification_id,
                   updated_qualification_value, revoked_qualification_id, status, review_note, task_id, bonus,
                   creation_date)
-              SELECT * FROM (SELECT {random_id_sql()} AS id, {columns}, NULL, NULL, ? FROM {table} s WHERE {where})
-              ORDER BY id"""
+              SELECT {random_ids_in_order("s.seq", slices)}, {columns}, NULL, NULL, ? FROM {table} s WHERE {where}
+              ORDER BY s.seq"""
     for _ in range(20):  # Mephisto retries a clashing random id, so do we
         try:
             with savepoint(c):

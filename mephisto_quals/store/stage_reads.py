@@ -23,6 +23,8 @@ class StageReads:
     conn: sqlite3.Connection
     #: Whether two rows may name one worker (see ``Stage.resolve``).
     maybe_repeats: bool
+    #: What the last :meth:`plain_outcomes` returned (the changes can be taken from it).
+    plain_read: Optional[List[Tuple[Any, ...]]] = None
 
     def conflicts(self, limit: int) -> List[Tuple[str, Optional[int], Optional[int]]]:
         """Up to ``limit`` workers given again with a different grant, as (given, first line,
@@ -88,7 +90,7 @@ class StageReads:
         if self.maybe_repeats:
             raise ValueError("plain_outcomes: two rows name one worker; read outcomes() instead")
         found = "s.worker_id IS NOT NULL"
-        return self._rows(
+        self.plain_read = self._rows(
             f"""SELECT s.given, CASE WHEN {found} THEN s.status WHEN s.by_id IS NOT NULL THEN ? ELSE ? END,
                        s.worker_id, s.worker_name, s.old_value,
                        CASE WHEN {found} THEN {"NULL" if revoke else "s.value"} END,
@@ -96,6 +98,7 @@ class StageReads:
                 FROM {TABLE} s ORDER BY s.seq""",
             (missing_by_id[0], missing_by_name[0], missing_by_id[1], missing_by_name[1]),
         )
+        return self.plain_read
 
     def granted(self, quiet: Sequence[str] = ()) -> List[Tuple[Any, ...]]:
         """(worker id, worker name, old value, new value, expiry, reason) of each grant the last

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 from mephisto_quals.store import audit, reviews
 from mephisto_quals.store.grants import META_JOIN
-from mephisto_quals.store.mephisto import clock_defaults, random_id_sql, uses_random_ids
+from mephisto_quals.store.mephisto import clock_defaults, random_ids_in_order, uses_random_ids
 from mephisto_quals.store.session import savepoint
 from mephisto_quals.store.stage_reads import BATCHES, GROUPS, REMOVED, TABLE, StageReads
 from mephisto_quals.store.staged_rows import Groups, Outcome, StagedRow, UniformRow
@@ -35,13 +35,15 @@ INSERT_ROWS = 150
 class Stage(StageReads):
     """A TEMP table of rows for one bulk call on one connection."""
 
-    def __init__(self, conn: sqlite3.Connection, groups: Groups, repeats: bool = True) -> None:
+    def __init__(self, conn: sqlite3.Connection, groups: Groups, repeats: bool = True, distinct: bool = False) -> None:
         """Rows name their shared part (provider, expiry, reason) by its number in ``groups``.
-        ``repeats=False``: the caller gives each worker once (a plain, faster table); else a
-        repeat of a row's (given, provider) merges into it (see _insert)."""
+        ``repeats=False``: the caller gives each (given, provider) once (a plain, faster table);
+        else a repeat merges into the first (see _insert). ``distinct``: moreover no two rows name
+        one worker (different Mephisto ids), so :meth:`resolve` need not look for repeats."""
         self.conn = conn
         self.groups = groups
-        self.repeats = repeats
+        self.repeats = repeats and not distinct
+        self.distinct = distinct
         for table in (TABLE, BATCHES, GROUPS):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.execute(f"""CREATE TABLE {GROUPS} (grp INTEGER PRIMARY KEY, provider TEXT, pkey TEXT NOT NULL,
@@ -92,41 +94,52 @@ class Stage(StageReads):
         return len(rows)
 
     def _insert(self, rows: Sequence[Tuple[Any, ...]], group: Optional[int]) -> None:
-        # INSERT_ROWS rows per statement, five bound values each or three (executing one statement per row
-        # costs more than the row); their group's columns and their worker (by id or by name: the
-        # group tells which) come from joins, in C, in the given order (CROSS JOIN keeps the rows
-        # in the outer loop). The same worker given twice: one row, in the first one's place,
-        # with the last one's grant; the first repeat that differs is remembered (see conflicts).
+        # INSERT_ROWS rows per statement (executing one statement per row costs more than the row),
+        # their worker looked up by a join, in C, in the given order. Rows of one group bind three
+        # values each and the group's columns once; mixed rows bind five and join their group
+        # (CROSS JOIN keeps the rows in the outer loop; the group tells id or name). The same
+        # worker given twice: one row, in the first one's place, with the last one's grant; the
+        # first repeat that differs is remembered (see conflicts).
         upsert = """ON CONFLICT (given, pkey) DO UPDATE SET
                     value = excluded.value, expires_at = excluded.expires_at, reason = excluded.reason,
                     bkey = excluded.bkey,
                     conflict = CASE WHEN conflict IS NULL AND (value IS NOT excluded.value
                         OR expires_at IS NOT excluded.expires_at OR reason IS NOT excluded.reason)
                         THEN excluded.line ELSE conflict END""" if self.repeats else ""
-        shape: Tuple[str, ...]
-        after: Tuple[int, ...]
-        if group is not None:  # (given, ref, value) rows; the group bound once per statement
-            shape, line, grp, after = ("given", "ref", "value"), "NULL", "?", (group,)
-        else:
-            shape, line, grp, after = ("given", "ref", "value", "line", "grp"), "v.line", "v.grp", ()
-        marks = "(" + ", ".join("?" * len(shape)) + ")"
+        marks3, marks5 = "(?, ?, ?)", "(?, ?, ?, ?, ?)"
+        if group is not None:  # (given, ref, value) rows of one group: its columns bound once per statement
+            g = self.groups.groups[group]
+            ref, join = ("by_id", "w.worker_id = v.ref") if g.provider is None else ("name", "w.worker_name = v.ref")
+            shared = (g.provider, g.provider or "", g.expires_at, g.reason, g.audit_key)
+            for start in range(0, len(rows), INSERT_ROWS):
+                part = rows[start:start + INSERT_ROWS]
+                self.conn.execute(
+                    f"""WITH v (given, ref, value) AS (VALUES {",".join([marks3] * len(part))})
+                        INSERT INTO {TABLE} (given, {ref}, provider, pkey, value, expires_at, reason, bkey,
+                                              worker_id, worker_name, ptype, status)
+                        SELECT v.given, v.ref, ?, ?, v.value, ?, ?, ?, w.worker_id, w.worker_name, w.provider_type,
+                               CASE WHEN w.worker_id IS NOT NULL THEN 'granted' END
+                        FROM v LEFT JOIN workers w ON {join} WHERE true {upsert}""",
+                    [*chain.from_iterable(part), *shared],
+                )
+            return
         for start in range(0, len(rows), INSERT_ROWS):
             part = rows[start:start + INSERT_ROWS]
             self.conn.execute(
-                f"""WITH v ({", ".join(shape)}) AS (VALUES {",".join([marks] * len(part))})
+                f"""WITH v (given, ref, value, line, grp) AS (VALUES {",".join([marks5] * len(part))})
                     INSERT INTO {TABLE} (given, by_id, name, provider, pkey, value, expires_at, reason, line, bkey,
                                           worker_id, worker_name, ptype, status)
                     SELECT v.given, CASE WHEN g.provider IS NULL THEN v.ref END,
                            CASE WHEN g.provider IS NOT NULL THEN v.ref END,
-                           g.provider, g.pkey, v.value, g.expires_at, g.reason, {line}, g.bkey,
+                           g.provider, g.pkey, v.value, g.expires_at, g.reason, v.line, g.bkey,
                            coalesce(wi.worker_id, wn.worker_id), coalesce(wi.worker_name, wn.worker_name),
                            coalesce(wi.provider_type, wn.provider_type),
                            CASE WHEN coalesce(wi.worker_id, wn.worker_id) IS NOT NULL THEN 'granted' END
                     FROM v CROSS JOIN {GROUPS} g
                     LEFT JOIN workers wi ON g.provider IS NULL AND wi.worker_id = v.ref
                     LEFT JOIN workers wn ON g.provider IS NOT NULL AND wn.worker_name = v.ref
-                    WHERE g.grp = {grp} {upsert}""",
-                [*chain.from_iterable(part), *after],
+                    WHERE g.grp = v.grp {upsert}""",
+                list(chain.from_iterable(part)),
             )
 
     def resolve(self) -> None:
@@ -139,10 +152,14 @@ class Stage(StageReads):
         rows with one worker, or two unfound rows with one name.
         """
         c = self.conn
-        self.unfound_names = c.execute(
+        named = any(g.provider is not None for g in self.groups.groups)  # else every row is by id
+        self.unfound_names = named and c.execute(
             f"SELECT 1 FROM {TABLE} WHERE worker_id IS NULL AND name IS NOT NULL LIMIT 1").fetchone() is not None
         if self.unfound_names:  # the only rows looked up by name from here on
             c.execute("CREATE INDEX IF NOT EXISTS temp.mephisto_quals_stage_name ON mephisto_quals_stage (name)")
+        if self.distinct and not self.unfound_names:
+            self.maybe_repeats = False
+            return
         c.execute("CREATE INDEX IF NOT EXISTS temp.mephisto_quals_stage_worker ON mephisto_quals_stage (worker_id)")
         self.maybe_repeats = c.execute(
             f"""SELECT 1 FROM {TABLE} WHERE worker_id IS NOT NULL GROUP BY worker_id HAVING count(*) > 1
@@ -152,7 +169,7 @@ class Stage(StageReads):
 
     def plan_new_workers(self) -> None:
         """Outside the lock: number the named workers not found (one per name, in the given order)
-        and, on a database Mephisto 1.4+ migrated, draw their random ids."""
+        and, on a database Mephisto 1.4+ migrated, draw their random ids (ascending in name order)."""
         c = self.conn
         if not self.unfound_names:
             self.new_workers = 0
@@ -166,8 +183,13 @@ class Stage(StageReads):
         )
         self.new_workers = int(c.execute(f"SELECT count(*) FROM {TABLE} WHERE rank IS NOT NULL").fetchone()[0])
         self.random_ids = uses_random_ids(c, "workers")
-        if self.new_workers and self.random_ids:
-            c.execute(f"UPDATE {TABLE} SET new_worker_id = {random_id_sql()} WHERE rank IS NOT NULL")
+        if self.new_workers and self.random_ids:  # ascending in name order: see create_workers
+            c.execute(
+                f"""UPDATE {TABLE} SET new_worker_id = {random_ids_in_order("r.k", self.new_workers)} FROM (
+                        SELECT seq, row_number() OVER (ORDER BY name) - 1 AS k FROM {TABLE}
+                        WHERE rank IS NOT NULL) AS r
+                    WHERE {TABLE}.seq = r.seq"""
+            )
 
     def create_workers(self) -> None:
         """Insert the named workers Mephisto has not seen, as Mephisto would (in the given order;
@@ -183,7 +205,7 @@ class Stage(StageReads):
         unseen = f"""FROM {TABLE} s WHERE s.rank IS NOT NULL
                      AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.worker_name = s.name)"""
         ids = "new_worker_id"
-        if self.random_ids:  # inserted in id order: random ids in given order would touch pages all over
+        if self.random_ids:  # in id order, which is name order: both of the table's B-trees fill in turn
             try:
                 with savepoint(c):
                     made = c.execute(f"INSERT INTO workers (worker_id, worker_name, provider_type) SELECT"
@@ -216,6 +238,11 @@ class Stage(StageReads):
         )
         self.conn.execute(f"UPDATE {TABLE} SET status = NULL WHERE NOT last")  # only the last row is written
 
+    def _only_audit_key(self) -> Optional[str]:
+        """The audit batch key every staged row shares, if they all share one (one batch to write)."""
+        keys = {g.audit_key for g in self.groups.groups}
+        return keys.pop() if len(keys) == 1 else None
+
     def apply_grant(self, qual_id: int, qualification: str, now: float, source: str, user: str) -> None:
         """Grant the staged rows' values of one qualification, inside the caller's write transaction:
         new rows inserted, changed values updated in place, expiry/reason kept beside them, every
@@ -224,7 +251,9 @@ class Stage(StageReads):
         self._mark_last()
         # Each worker's current grant and what the call does to it: the rows of found workers were
         # staged as new grants ('granted'); those of workers holding one are joined to it and corrected.
-        c.execute(
+        held = c.execute("SELECT 1 FROM granted_qualifications WHERE qualification_id = ? LIMIT 1",
+                         (qual_id,)).fetchone() is not None  # else nobody holds it: every found row is new
+        holders = held and c.execute(
             f"""UPDATE {TABLE} SET (old_value, old_expires, old_reason, row_id, created, status) = (
                     g.value, m.expires_at, m.reason, g.granted_qualification_id, g.creation_date,
                     CASE WHEN g.value IS {TABLE}.value AND m.expires_at IS {TABLE}.expires_at
@@ -232,7 +261,7 @@ class Stage(StageReads):
                 FROM granted_qualifications g {META_JOIN}
                 WHERE g.qualification_id = ? AND g.worker_id = {TABLE}.worker_id AND {TABLE}.last""",
             (qual_id,),
-        )
+        ).rowcount
         dates = clock_defaults(c, "granted_qualifications")  # bound once, as the defaults would give
         named = "".join(", " + column for column, _ in dates)
         c.execute(
@@ -240,17 +269,18 @@ class Stage(StageReads):
                 SELECT ?, worker_id, value{", ?" * len(dates)} FROM {TABLE} WHERE status = 'granted' ORDER BY seq""",
             (qual_id, *(v for _, v in dates)),
         )
-        c.execute(  # by the row found above (under this lock it is the worker's row of this qualification)
-            f"""UPDATE granted_qualifications AS g SET value = s.value FROM (
-                    SELECT row_id, value FROM {TABLE} WHERE status = 'updated' AND old_value IS NOT value) AS s
-                WHERE g.granted_qualification_id = s.row_id"""
-        )
         with_meta = "(expires_at IS NOT NULL OR reason IS NOT NULL)"
-        c.execute(
-            f"""DELETE FROM mephisto_quals_grant_meta WHERE granted_qualification_id IN (
-                    SELECT row_id FROM {TABLE} WHERE status = 'updated' AND NOT {with_meta}
-                    AND (old_expires IS NOT NULL OR old_reason IS NOT NULL))"""
-        )
+        if holders:  # some workers hold a grant of it already: values and meta to change in place
+            c.execute(  # by the row found above (under this lock it is the worker's row of this qualification)
+                f"""UPDATE granted_qualifications AS g SET value = s.value FROM (
+                        SELECT row_id, value FROM {TABLE} WHERE status = 'updated' AND old_value IS NOT value) AS s
+                    WHERE g.granted_qualification_id = s.row_id"""
+            )
+            c.execute(
+                f"""DELETE FROM mephisto_quals_grant_meta WHERE granted_qualification_id IN (
+                        SELECT row_id FROM {TABLE} WHERE status = 'updated' AND NOT {with_meta}
+                        AND (old_expires IS NOT NULL OR old_reason IS NOT NULL))"""
+            )
         if any(g.expires_at is not None or g.reason is not None for g in self.groups.groups):
             c.execute(
                 f"""UPDATE {TABLE} SET (row_id, created) = (
@@ -268,7 +298,8 @@ class Stage(StageReads):
                 (qual_id, now),
             )
         changed = "s.status IN ('granted', 'updated')"
-        audit.record_staged(c, TABLE, BATCHES, changed, qualification, "grant", now, source, user, "s.value")
+        audit.record_staged(c, TABLE, BATCHES, changed, qualification, "grant", now, source, user, "s.value",
+                            self._only_audit_key())
         reviews.record_staged(c, TABLE, changed, "s.worker_id, NULL, ?, s.value, NULL, 'grant', s.reason", (qual_id,),
                               now)
 
@@ -297,7 +328,8 @@ class Stage(StageReads):
             c.execute(f"UPDATE {TABLE} AS s SET status = 'revoked' WHERE {held}")
             c.execute(f"INSERT INTO {REMOVED} SELECT s.seq, ?, s.worker_id, s.old_value FROM {TABLE} s WHERE {held}",
                       (name,))
-            audit.record_staged(c, TABLE, BATCHES, held, name, action, now, source, user, "NULL")
+            audit.record_staged(c, TABLE, BATCHES, held, name, action, now, source, user, "NULL",
+                                self._only_audit_key())
             reviews.record_staged(c, TABLE, held, "s.worker_id, NULL, NULL, NULL, ?, 'revoke', s.reason", (qid,), now)
             pairs = f"SELECT s.worker_id FROM {TABLE} s WHERE {held}"
             c.execute(f"DELETE FROM granted_qualifications WHERE qualification_id = ? AND worker_id IN ({pairs})",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from functools import partial
+from itertools import repeat
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from mephisto_quals.store.mephisto import random_id, uses_random_ids
@@ -20,6 +22,7 @@ __all__ = [
     "is_prolific_participant_id",
     "mephisto_worker_name",
     "parse_refs",
+    "plain_ids",
     "resolve_workers",
     "provider_types",
     "insert_workers",
@@ -74,6 +77,11 @@ def parse_refs(
     """
     if provider is not None and provider not in KNOWN_PROVIDERS:
         raise ValueError(f"provider: {provider!r} is not known; use one of {', '.join(sorted(KNOWN_PROVIDERS))}")
+    if provider is None:
+        plain = plain_ids(workers)
+        if plain is not None:
+            nothing = repeat(None)
+            return list(map(_new_ref, zip(*plain, nothing, nothing, strict=False))), {}
     refs: List[WorkerRef] = []
     refused: Dict[str, str] = {}
     seen = set()
@@ -101,6 +109,26 @@ def parse_refs(
         else:
             add(new_ref(WorkerRef, (given, None, mephisto_worker_name(given, provider), provider)))
     return refs, refused
+
+
+def plain_ids(workers: Iterable[Union[str, int]]) -> Optional[Tuple[List[str], List[int]]]:
+    """The common case of :func:`parse_refs` checked a list at a time (in C, not per worker):
+    strings of ASCII digits, each given once, none empty and too short to pass the largest id;
+    (the stripped strings, their ids), or None when any one is not (the per-worker check then
+    tells which and why)."""
+    try:
+        givens = list(map(str.strip, workers))  # type: ignore[arg-type]
+    except TypeError:  # not all strings
+        return None
+    text = "".join(givens)
+    distinct = set(givens)
+    if not (text.isascii() and text.isdigit()) or "" in distinct or len(distinct) != len(givens) \
+            or max(map(len, givens)) >= _ID_DIGITS:
+        return None
+    return givens, list(map(int, givens))
+
+
+_new_ref = partial(tuple.__new__, WorkerRef)  # a NamedTuple's own constructors cost more than the check
 
 
 def resolve_workers(
