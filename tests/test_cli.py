@@ -463,7 +463,7 @@ def test_import_per_row_values_expiry_and_reason(cli, db, tmp_path):
             "dave,1,2001-01-01,\n"  # line 7: expiry in the past
             "erin,1,,,extra\n",    # line 8: too many fields
             ["line 3: empty worker id", "line 4: value 'lots' is not an integer", "line 5: expires_at: 'someday'",
-             "line 6: worker 'alice' is also on line 2", "line 7: expires_at '2001-01-01' is in the past",
+             "line 6: worker 'alice': also on line 2", "line 7: expires_at '2001-01-01' is in the past",
              "line 8: 5 fields", "6 bad line(s)"],
         ),
         ("wrker,value\nalice,9\n", ["line 1: bad CSV header", "'wrker'"]),

@@ -130,7 +130,7 @@ def run_staged(
                 failures = dict(refused)
                 lines: Dict[str, int] = {}
                 known = [(given, NOT_FOUND[True], line) for given, line in stage.unknown_ids()]
-                known += [(given, f"is also on line {first} with a different value, expiry or reason", line)
+                known += [(given, f"also on line {first} with a different value, expiry or reason", line)
                           for given, first, line in stage.conflicts(SHOWN_REFUSALS)]
                 for given, why, line in known:
                     failures[given] = why

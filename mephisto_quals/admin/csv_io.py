@@ -223,7 +223,7 @@ def read_grant_csv(
         if first is row:
             rows.append(row)
         elif (first.value, first.expires_at, first.reason) != (row.value, row.expires_at, row.reason):
-            checked.add_problem(row.line, f"worker {row.worker!r} is also on line {first.line} with a different "
+            checked.add_problem(row.line, f"worker {row.worker!r}: also on line {first.line} with a different "
                                           "value, expiry or reason")
     checked.refuse()
     return rows

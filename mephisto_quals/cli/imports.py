@@ -92,8 +92,7 @@ def import_csv(
 
     def precheck(refused: Dict[str, str], lines: Dict[str, int]) -> None:
         for worker_given, why in refused.items():
-            joint = "" if why.startswith("is ") else ":"
-            streamed.add_problem(lines.get(worker_given, 0), f"worker {worker_given!r}{joint} {why}")
+            streamed.add_problem(lines.get(worker_given, 0), f"worker {worker_given!r}: {why}")
         streamed.refuse()
 
     with Progress(lambda: _data_lines(csv_file), progress, f"import {qualification}") as bar:
