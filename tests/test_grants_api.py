@@ -168,6 +168,7 @@ def test_ids_checked_a_list_at_a_time_read_as_checked_one_by_one(given):
     finally:
         workers.plain_ids = original
     assert fast == slow
+    assert workers.parse_refs(iter(given)) == slow  # a generator is read once, whichever path takes it
     assert all(type(r) is workers.WorkerRef for r in fast[0])
 
 

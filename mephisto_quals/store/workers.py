@@ -78,6 +78,7 @@ def parse_refs(
     if provider is not None and provider not in KNOWN_PROVIDERS:
         raise ValueError(f"provider: {provider!r} is not known; use one of {', '.join(sorted(KNOWN_PROVIDERS))}")
     if provider is None:
+        workers = list(workers)  # read twice when the list-at-a-time check declines (a generator once)
         plain = plain_ids(workers)
         if plain is not None:
             nothing = repeat(None)
