@@ -106,29 +106,22 @@ class Stage(StageReads):
                     conflict = CASE WHEN conflict IS NULL AND (value IS NOT excluded.value
                         OR expires_at IS NOT excluded.expires_at OR reason IS NOT excluded.reason)
                         THEN excluded.line ELSE conflict END""" if self.repeats else ""
-        marks3, marks5 = "(?, ?, ?)", "(?, ?, ?, ?, ?)"
+        shared: Tuple[Any, ...]
         if group is not None:  # (given, ref, value) rows of one group: its columns bound once per statement
             g = self.groups.groups[group]
             ref, join = ("by_id", "w.worker_id = v.ref") if g.provider is None else ("name", "w.worker_name = v.ref")
-            shared = (g.provider, g.provider or "", g.expires_at, g.reason, g.audit_key)
-            for start in range(0, len(rows), INSERT_ROWS):
-                part = rows[start:start + INSERT_ROWS]
-                self.conn.execute(
-                    f"""WITH v (given, ref, value) AS (VALUES {",".join([marks3] * len(part))})
-                        INSERT INTO {TABLE} (given, {ref}, provider, pkey, value, expires_at, reason, bkey,
-                                              worker_id, worker_name, ptype, status)
-                        SELECT v.given, v.ref, ?, ?, v.value, ?, ?, ?, w.worker_id, w.worker_name, w.provider_type,
-                               CASE WHEN w.worker_id IS NOT NULL THEN 'granted' END
-                        FROM v LEFT JOIN workers w ON {join} WHERE true {upsert}""",
-                    [*chain.from_iterable(part), *shared],
-                )
-            return
-        for start in range(0, len(rows), INSERT_ROWS):
-            part = rows[start:start + INSERT_ROWS]
-            self.conn.execute(
-                f"""WITH v (given, ref, value, line, grp) AS (VALUES {",".join([marks5] * len(part))})
-                    INSERT INTO {TABLE} (given, by_id, name, provider, pkey, value, expires_at, reason, line, bkey,
-                                          worker_id, worker_name, ptype, status)
+            marks, shared = "(?, ?, ?)", (g.provider, g.provider or "", g.expires_at, g.reason, g.audit_key)
+            head = "WITH v (given, ref, value) AS (VALUES "
+            tail = f""") INSERT INTO {TABLE} (given, {ref}, provider, pkey, value, expires_at, reason, bkey,
+                                               worker_id, worker_name, ptype, status)
+                    SELECT v.given, v.ref, ?, ?, v.value, ?, ?, ?, w.worker_id, w.worker_name, w.provider_type,
+                           CASE WHEN w.worker_id IS NOT NULL THEN 'granted' END
+                    FROM v LEFT JOIN workers w ON {join} WHERE true {upsert}"""
+        else:  # (given, ref, value, line, group) rows
+            marks, shared = "(?, ?, ?, ?, ?)", ()
+            head = "WITH v (given, ref, value, line, grp) AS (VALUES "
+            tail = f""") INSERT INTO {TABLE} (given, by_id, name, provider, pkey, value, expires_at, reason, line,
+                                               bkey, worker_id, worker_name, ptype, status)
                     SELECT v.given, CASE WHEN g.provider IS NULL THEN v.ref END,
                            CASE WHEN g.provider IS NOT NULL THEN v.ref END,
                            g.provider, g.pkey, v.value, g.expires_at, g.reason, v.line, g.bkey,
@@ -138,9 +131,10 @@ class Stage(StageReads):
                     FROM v CROSS JOIN {GROUPS} g
                     LEFT JOIN workers wi ON g.provider IS NULL AND wi.worker_id = v.ref
                     LEFT JOIN workers wn ON g.provider IS NOT NULL AND wn.worker_name = v.ref
-                    WHERE g.grp = v.grp {upsert}""",
-                list(chain.from_iterable(part)),
-            )
+                    WHERE g.grp = v.grp {upsert}"""
+        for start in range(0, len(rows), INSERT_ROWS):
+            part = rows[start:start + INSERT_ROWS]
+            self.conn.execute(head + ",".join([marks] * len(part)) + tail, [*chain.from_iterable(part), *shared])
 
     def resolve(self) -> None:
         """Once every row is staged (their workers looked up on the way in): index what the
